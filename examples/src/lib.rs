@@ -1,0 +1,1 @@
+//! Runnable examples of visit-journal; see the `[[example]]` entries.

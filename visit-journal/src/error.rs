@@ -1,0 +1,216 @@
+//! The crate's one error type.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// A specialized [`Result`](std::result::Result) for journal operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong when writing or reading a visits journal.
+///
+/// Each variant carries what an operator needs to find the fault: the path of the journal,
+/// the operation that failed and, for bad records, the line number and byte offset.
+/// Use the accessors ([`Error::path`], [`Error::is_poisoned`], [`Error::io_error`], …) rather
+/// than matching when you only need one fact; the enum is `#[non_exhaustive]`.
+///
+/// An `Error` converts into an [`io::Error`] that keeps the original [`io::ErrorKind`] (and the
+/// OS error code, such as `ENOSPC`), so `?` works in functions returning `io::Result`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A system call on the journal failed.
+    ///
+    /// `op` names the operation (`"open"`, `"write"`, `"fsync"`, …). When an append fails this
+    /// way, nothing of it stays in the file (see [`Journal::append`](crate::Journal::append)).
+    #[error("cannot {op} {}", path.display())]
+    Io {
+        /// What the journal was doing: `"open"`, `"lock"`, `"read"`, `"write"`, `"fsync"`, ….
+        op: &'static str,
+        /// The journal file (or the directory being created or synced).
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A line in the file is not a valid record.
+    ///
+    /// Readers yield this for a malformed complete line and go on with the next line; a writer
+    /// returns it when the unterminated end of the file does not look like a torn record and it
+    /// refuses to cut it (see the crate docs, "Crash recovery").
+    #[error("{}:{line}: bad record at byte {offset}: {reason}", path.display())]
+    Corrupt {
+        /// The journal file.
+        path: PathBuf,
+        /// The 1-based line number of the bad line.
+        line: u64,
+        /// The byte offset at which the bad line starts.
+        offset: u64,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// A string given to [`Visit::from_str`](crate::Visit) is not a record.
+    #[error("bad record: {reason}")]
+    Parse {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// A [`Visit`](crate::Visit) cannot be written in the file format.
+    ///
+    /// Its year is outside 0000–9999 or its UTC offset is not a whole number of minutes: RFC 3339
+    /// can express neither, so the record could not be read back.
+    #[error("visit cannot be recorded: {reason}")]
+    Unrepresentable {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// An earlier `fdatasync` on this handle failed, so it refuses appends.
+    ///
+    /// After a failed fsync the kernel may have dropped the dirty pages and cleared the error, so
+    /// a retried fsync could succeed without the data being on disk. The handle therefore
+    /// refuses every further append until [`Journal::reopen`](crate::Journal::reopen) succeeds.
+    #[error("journal {} refuses appends after a failed fsync; reopen it", path.display())]
+    Poisoned {
+        /// The journal file.
+        path: PathBuf,
+    },
+
+    /// The journal's lock was not granted within [`Options::lock_timeout`](crate::Options::lock_timeout).
+    #[error("journal {} is locked by another process", path.display())]
+    Locked {
+        /// The journal file.
+        path: PathBuf,
+    },
+}
+
+impl Error {
+    /// The journal file (or directory) the error is about, if any.
+    ///
+    /// Only [`Error::Parse`] and [`Error::Unrepresentable`], which concern a value rather than a
+    /// file, have none.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Error::Io { path, .. }
+            | Error::Corrupt { path, .. }
+            | Error::Poisoned { path }
+            | Error::Locked { path } => Some(path),
+            Error::Parse { .. } | Error::Unrepresentable { .. } => None,
+        }
+    }
+
+    /// The underlying I/O error, if this error is one.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// True if the handle refuses appends until reopened (see [`Error::Poisoned`]).
+    ///
+    /// This is true for the append whose fsync failed (or whose failed write could not be
+    /// rolled back, or whose lock could not be released) and for every later one.
+    pub fn is_poisoned(&self) -> bool {
+        matches!(
+            self,
+            Error::Poisoned { .. }
+                | Error::Io {
+                    op: "fsync" | "roll back" | "unlock",
+                    ..
+                }
+        )
+    }
+
+    /// True if the lock was not granted in time (see [`Error::Locked`]).
+    pub fn is_locked(&self) -> bool {
+        matches!(self, Error::Locked { .. })
+    }
+
+    /// True if the error is about a malformed line in the file.
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, Error::Corrupt { .. })
+    }
+
+    /// True if the file system is full or the file hit a size limit (`ENOSPC`, `EDQUOT`,
+    /// `EFBIG`).
+    ///
+    /// Such a failure rolls the append back and does not poison the journal: appends succeed
+    /// again once space is freed.
+    pub fn is_out_of_space(&self) -> bool {
+        self.io_error().is_some_and(is_out_of_space)
+    }
+
+    pub(crate) fn io(op: &'static str, path: &Path, source: io::Error) -> Error {
+        Error::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// True for the errors that mean "no room": the file system is full, the quota is used up, or
+/// the file reached its size limit (`RLIMIT_FSIZE`).
+pub(crate) fn is_out_of_space(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge
+    )
+}
+
+impl From<Error> for io::Error {
+    /// Keeps the kind (and the OS error code) of an I/O error; malformed records become
+    /// [`io::ErrorKind::InvalidData`], a refused append [`io::ErrorKind::Other`] and a lock
+    /// timeout [`io::ErrorKind::WouldBlock`].
+    fn from(err: Error) -> io::Error {
+        let kind = match &err {
+            Error::Io { source, .. } => source.kind(),
+            Error::Corrupt { .. } | Error::Parse { .. } => io::ErrorKind::InvalidData,
+            Error::Unrepresentable { .. } => io::ErrorKind::InvalidInput,
+            Error::Locked { .. } => io::ErrorKind::WouldBlock,
+            Error::Poisoned { .. } => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_path_and_operation() {
+        let err = Error::io(
+            "fsync",
+            Path::new("/data/visits.txt"),
+            io::Error::from_raw_os_error(5),
+        );
+        assert_eq!(err.to_string(), "cannot fsync /data/visits.txt");
+        assert!(err.is_poisoned());
+        let corrupt = Error::Corrupt {
+            path: "/v.txt".into(),
+            line: 3,
+            offset: 70,
+            reason: "bad ip address",
+        };
+        assert_eq!(
+            corrupt.to_string(),
+            "/v.txt:3: bad record at byte 70: bad ip address"
+        );
+    }
+
+    #[test]
+    fn io_conversion_keeps_the_os_error() {
+        let err = Error::io(
+            "write",
+            Path::new("v"),
+            io::Error::from_raw_os_error(28), // ENOSPC
+        );
+        assert!(err.is_out_of_space());
+        let io: io::Error = err.into();
+        assert_eq!(io.kind(), io::ErrorKind::StorageFull);
+    }
+}

@@ -1,0 +1,149 @@
+//! A crash-safe journal of web visits: one line of plain text per visit, readable with `cat`.
+//!
+//! ```text
+//! $ cat data/visits.txt
+//! 2026-11-26T10:44:36.123+03:00 - 10.0.0.7
+//! 2026-11-26T10:44:37.402+03:00 - 2001:db8::1
+//! ```
+//!
+//! A visit is acknowledged only once it is on disk; any number of threads and processes can
+//! append to the same file at once without losing or tearing a line; a crash at any moment
+//! leaves a file whose complete lines are exactly the acknowledged visits (plus, at most, a
+//! few that were written but not yet acknowledged), which the next writer tidies up.
+//!
+//! # Overview
+//!
+//! - [`Visit`]: one visit, a timestamp and an IP address. Its [`Display`](std::fmt::Display)
+//!   and [`FromStr`](std::str::FromStr) are the line format. Pure, no I/O.
+//! - [`Journal`]: a file open for appending. [`Journal::append`] and
+//!   [`Journal::append_batch`] return once the records are durable. `Send + Sync`: share one
+//!   between threads and their appends are committed together.
+//! - [`Options`]: how to open a journal (fsync on or off, lock timeout).
+//! - [`Reader`]: streams the records of a journal in constant memory, with
+//!   [`tail`](Reader::tail), [`count_lines`](Reader::count_lines),
+//!   [`verify`](Reader::verify) and [`into_text`](Reader::into_text). Takes no lock.
+//! - [`Error`] and [`Result`]: one error type, naming the path, the operation and, for bad
+//!   records, the line and byte.
+//! - [`Stats`] and [`Report`]: counters of a journal handle, and what `verify` found.
+//!
+//! # Quick start
+//!
+//! ```
+//! use visit_journal::{Journal, Reader, Visit};
+//!
+//! # fn main() -> visit_journal::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("data/visits.txt");
+//! // Creates data/ and the file if needed, and repairs a torn last line.
+//! let journal = Journal::open(&path)?;
+//!
+//! // Durable when it returns.
+//! journal.append(&Visit::now("10.0.0.7".parse().unwrap()))?;
+//! journal.append(&Visit::now("2001:db8::1".parse().unwrap()))?;
+//!
+//! // Read them back, oldest first, without loading the file.
+//! for visit in Reader::open(&path)? {
+//!     let visit = visit?;
+//!     println!("{visit}"); // 2026-11-26T10:44:36.123+03:00 - 10.0.0.7
+//! }
+//! assert_eq!(journal.tail(1)?[0].ip.to_string(), "2001:db8::1");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Guarantees
+//!
+//! - **Acknowledged means durable.** [`Journal::append`] returns `Ok` only after an
+//!   `fdatasync` that covered the record (and everything before it). When the file or its
+//!   directories are created, their parent directories are fsynced too.
+//! - **Whole lines or nothing.** Each batch goes out in one `write` under an exclusive lock.
+//!   If the write fails (a full disk, say), the file is truncated back to its last whole line
+//!   and the append returns `Err`; later appends succeed once there is room, without a
+//!   restart. If the `fdatasync` fails, the append returns `Err` and the handle refuses every
+//!   further append until [`Journal::reopen`]: after a failed fsync Linux may have dropped the
+//!   data and cleared the error, so retrying and calling it durable would be a lie.
+//! - **Many writers.** Threads share one `Journal`; processes each open their own. Appends
+//!   exclude each other with `flock(2)`, and concurrent appends in a process share one
+//!   `write` and one `fdatasync` (group commit), so throughput grows with the number of
+//!   writers. Each writer's records appear in the order it appended them.
+//! - **Readers need no lock** and never see a partial line: a [`Reader`] stops at the last
+//!   `\n` that existed when it was opened.
+//! - **No injection.** The API takes a typed IP address, so no string from a request can
+//!   reach the file, let alone a newline.
+//!
+//! # Locking
+//!
+//! Every append holds an exclusive `flock(2)` lock on the file while it writes (not while it
+//! fsyncs). Any program taking the same lock interleaves safely with this crate: the library
+//! in other processes, Python's `fcntl.flock(f, fcntl.LOCK_EX)`, or the `flock(1)` command:
+//!
+//! ```text
+//! flock data/visits.txt sh -c 'echo "$(date -Iseconds) - 10.0.0.9" >> data/visits.txt'
+//! ```
+//!
+//! A `flock` lock belongs to an open file, not to a thread, so inside a process the journal
+//! also lets only one thread at a time do I/O; the others hand it their records.
+//!
+//! The lock is std's [`File::lock`](std::fs::File::lock) (Rust 1.89), which is `flock(2)` on
+//! Linux. The older `fs2` crate offers the same call, but it has been unmaintained since 2018
+//! and, since Rust 1.89, its `FileExt::lock_exclusive`/`unlock` trait methods are shadowed by
+//! std's inherent `File::lock`/`File::unlock`, an easy way to call the wrong one. std needs no
+//! dependency.
+//!
+//! # File format
+//!
+//! UTF-8 text, one record per line, each line ended by `\n`:
+//!
+//! ```text
+//! <timestamp> - <ip>\n
+//! ```
+//!
+//! - `<timestamp>` is RFC 3339 with an explicit offset: `2026-11-26T10:44:36.123+03:00`.
+//!   This crate writes the visit's own offset and the fraction of a second with 3 digits
+//!   (6 or 9 if the time has finer precision); readers accept 0 to 9 digits and `Z`, so lines
+//!   written by the classic lab app (`2022-11-29T10:44:36+03:00 - 172.17.0.1`) are valid.
+//! - `<ip>` is an IPv4 or IPv6 address as Rust's [`IpAddr`](std::net::IpAddr) displays it.
+//! - A last line without `\n` is a **torn tail**: readers ignore it, the next writer cuts it.
+//! - Any other line that does not parse is **corrupt**: readers report it with its 1-based
+//!   line number and byte offset ([`Error::Corrupt`]) and go on; nothing is silently skipped.
+//!
+//! # Crash recovery
+//!
+//! A writer killed mid-write leaves at most one partial line at the end. Before **every**
+//! append, under the lock, the writer cuts such a torn tail (another process may have died
+//! since we opened the file). After a power loss some file systems also leave NUL bytes where
+//! data was written but never synced; nothing acknowledged can follow them, so when a journal
+//! is opened it also cuts from the first line containing a NUL, if that line starts within the
+//! last 1 MiB. [`Stats::repaired_bytes`] counts what was cut.
+//!
+//! Repairs never destroy what does not look like debris of records: an unterminated last line
+//! longer than 4 KiB or containing bytes no record has is refused with [`Error::Corrupt`], so
+//! pointing a journal at the wrong file cannot truncate it. NUL bytes deeper in the file are
+//! reported by readers, never cut.
+//!
+//! # Errors
+//!
+//! Every fallible function returns [`Result`]; its `# Errors` section says which variants of
+//! [`Error`] it returns. Nothing panics on anything read from disk.
+//!
+//! # Non-goals
+//!
+//! - Not a database: no index, no query, no deletion. Read by streaming.
+//! - No rotation or compaction: the file grows by one line per visit (about 42 bytes; a
+//!   million visits is 42 MB). [`Journal::reopen`] picks up a file that was moved away.
+//! - No replication: each file is one machine's (or one pod's) record.
+//! - Linux and other Unixes (`flock`, `pread`). Network file systems that do not honour
+//!   `flock` are not supported for several writers.
+#![deny(missing_docs)]
+
+mod error;
+mod reader;
+mod repair;
+mod storage;
+mod visit;
+mod writer;
+
+pub use crate::error::{Error, Result};
+pub use crate::reader::{Reader, Report};
+pub use crate::visit::Visit;
+pub use crate::writer::{Journal, Options, Stats};

@@ -1,0 +1,485 @@
+//! The read path: streaming complete lines, `tail`, counting and verification. No locks.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::storage::{CHUNK, FileStorage, Storage, count_newlines};
+use crate::visit::{MAX_LINE, Visit, parse_record};
+
+/// Streams the visits of a journal, oldest first, in constant memory.
+///
+/// A `Reader` takes no lock: it can run beside any number of writers. When it is opened it
+/// notes where the last complete line ends and never reads past it, so it never returns a
+/// torn tail, nor half of a line being appended while it reads.
+///
+/// As an [`Iterator`] it yields `Result<Visit>`:
+///
+/// - a malformed line yields `Err(`[`Error::Corrupt`]`)` with its line number and byte
+///   offset, and iteration **goes on** with the next line (so one bad line does not hide the
+///   rest; stop at the first `Err` if you prefer);
+/// - an I/O error yields `Err(`[`Error::Io`]`)` and ends the iteration.
+///
+/// ```
+/// use visit_journal::{Journal, Reader, Visit};
+///
+/// # fn main() -> visit_journal::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("visits.txt");
+/// let journal = Journal::open(&path)?;
+/// for ip in ["10.0.0.1", "10.0.0.2", "10.0.0.3"] {
+///     journal.append(&Visit::now(ip.parse().unwrap()))?;
+/// }
+///
+/// let mut visits = 0;
+/// for visit in Reader::open(&path)? {
+///     let visit = visit?;
+///     println!("{} from {}", visit.at, visit.ip);
+///     visits += 1;
+/// }
+/// assert_eq!(visits, 3);
+///
+/// // The last two, reading backwards from the end.
+/// let mut reader = Reader::open(&path)?;
+/// reader.tail(2)?;
+/// let last: Vec<Visit> = reader.collect::<Result<_, _>>()?;
+/// assert_eq!(last[1].ip.to_string(), "10.0.0.3");
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Concurrent writers
+///
+/// A reader sees the file as it is, not as it is acknowledged: a record can be read a moment
+/// before its append returns, and if that append then fails and is rolled back, the record
+/// disappears again. Readers that must see only acknowledged visits should ask the process
+/// that appended them.
+#[derive(Debug)]
+pub struct Reader {
+    path: PathBuf,
+    file: FileStorage,
+    /// The file's length when the reader was opened.
+    len: u64,
+    /// Where the last complete line ended when the reader was opened: nothing past it is read.
+    end: u64,
+    buf: Vec<u8>,
+    /// The file offset of `buf[0]`.
+    buf_start: u64,
+    /// The unread bytes are `buf[lo..hi]`.
+    lo: usize,
+    hi: usize,
+    /// The 1-based number of the next line, when known (it is not after [`Reader::tail`]
+    /// until an error needs it).
+    line: Option<u64>,
+    /// Set after an I/O error: the iteration is over.
+    failed: bool,
+}
+
+/// What [`Reader::verify`] found in a journal.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Report {
+    /// Valid records.
+    pub records: u64,
+    /// Malformed complete lines.
+    pub corrupt_lines: u64,
+    /// The first [`Report::MAX_ERRORS`] malformed lines, as [`Error::Corrupt`] values in file
+    /// order.
+    pub errors: Vec<Error>,
+    /// Bytes of complete lines (the length of the valid prefix).
+    pub bytes: u64,
+    /// Bytes after the last complete line: a torn tail, which the next writer cuts.
+    pub torn_tail_bytes: u64,
+}
+
+impl Report {
+    /// How many corrupt lines [`Report::errors`] keeps.
+    pub const MAX_ERRORS: usize = 100;
+
+    /// True if every complete line is a valid record.
+    pub fn is_clean(&self) -> bool {
+        self.corrupt_lines == 0
+    }
+}
+
+impl Reader {
+    /// Opens the journal at `path` for reading.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the file cannot be opened or read.
+    pub fn open(path: impl AsRef<Path>) -> Result<Reader> {
+        let path = path.as_ref();
+        let io = |op, e| Error::io(op, path, e);
+        let file = FileStorage {
+            file: File::open(path).map_err(|e| io("open", e))?,
+        };
+        let len = file.len().map_err(|e| io("stat", e))?;
+        let end = last_line_end(&file, len).map_err(|e| io("read", e))?;
+        Ok(Reader {
+            path: path.to_path_buf(),
+            file,
+            len,
+            end,
+            buf: vec![0; CHUNK],
+            buf_start: 0,
+            lo: 0,
+            hi: 0,
+            line: Some(1),
+            failed: false,
+        })
+    }
+
+    /// The path this reader reads.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Moves the reader to the start of the last `n` complete lines, reading backwards from
+    /// the end: the cost depends on `n`, not on the size of the file.
+    ///
+    /// Returns how many lines are left to read (fewer than `n` if the file is shorter).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if reading fails.
+    pub fn tail(&mut self, n: u64) -> Result<u64> {
+        let start = self.pos();
+        let mut found = 0; // newlines seen, counting the one that ends the last line
+        let mut at = self.end;
+        let mut from = start;
+        let mut chunk = vec![0; CHUNK];
+        'scan: while at > start {
+            let lo = at.saturating_sub(CHUNK as u64).max(start);
+            let n_read = (at - lo) as usize;
+            crate::storage::read_exact_at(&self.file, &mut chunk[..n_read], lo)
+                .map_err(|e| self.io("read", e))?;
+            for i in (0..n_read).rev() {
+                if chunk[i] == b'\n' {
+                    found += 1;
+                    if found == n + 1 {
+                        from = lo + i as u64 + 1;
+                        break 'scan;
+                    }
+                }
+            }
+            at = lo;
+        }
+        if from != start {
+            self.line = None;
+        }
+        self.buf_start = from;
+        self.lo = 0;
+        self.hi = 0;
+        Ok(found.min(n))
+    }
+
+    /// Reads the next record into `visit`. Returns `Ok(false)` at the end.
+    ///
+    /// The same as [`Iterator::next`], in the style of `csv::Reader::read_record`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] for a malformed line (the next call goes on after it);
+    /// [`Error::Io`] if reading fails (the next call returns `Ok(false)`).
+    pub fn read_visit(&mut self, visit: &mut Visit) -> Result<bool> {
+        match self.next_record() {
+            None => Ok(false),
+            Some(Ok(v)) => {
+                *visit = v;
+                Ok(true)
+            }
+            Some(Err(e)) => Err(e),
+        }
+    }
+
+    /// Counts the complete lines from here to the end, in constant memory, without parsing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if reading fails.
+    pub fn count_lines(mut self) -> Result<u64> {
+        let buffered = self.buf[self.lo..self.hi]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64;
+        let from = self.buf_start + self.hi as u64;
+        let rest = count_newlines(&self.file, from, self.end).map_err(|e| self.io("read", e))?;
+        self.lo = self.hi;
+        Ok(buffered + rest)
+    }
+
+    /// Reads everything from here to the end and reports what it found.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("visits.txt");
+    /// std::fs::write(&path, "2026-11-26T10:44:36.123+03:00 - 10.0.0.7\nnot a visit\n2026-11-26T10:4")?;
+    /// let report = visit_journal::Reader::open(&path)?.verify()?;
+    /// assert_eq!((report.records, report.corrupt_lines, report.torn_tail_bytes), (1, 1, 15));
+    /// assert!(report.errors[0].to_string().ends_with(":2: bad record at byte 41: missing ' - ' between time and address"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if reading fails. Malformed lines are counted, not returned as errors.
+    pub fn verify(mut self) -> Result<Report> {
+        let mut report = Report {
+            records: 0,
+            corrupt_lines: 0,
+            errors: Vec::new(),
+            bytes: self.end,
+            torn_tail_bytes: self.len - self.end,
+        };
+        while let Some(item) = self.next_record() {
+            match item {
+                Ok(_) => report.records += 1,
+                Err(e @ Error::Corrupt { .. }) => {
+                    report.corrupt_lines += 1;
+                    if report.errors.len() < Report::MAX_ERRORS {
+                        report.errors.push(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(report)
+    }
+
+    /// The remaining complete lines as bytes, exactly as they are in the file (corrupt lines
+    /// included), for copying to a socket or another file in constant memory.
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("visits.txt");
+    /// std::fs::write(&path, "2026-11-26T10:44:36.123+03:00 - 10.0.0.7\n2026-11-26T10:4")?;
+    /// let mut text = String::new();
+    /// visit_journal::Reader::open(&path)?.into_text().read_to_string(&mut text)?;
+    /// assert_eq!(text, "2026-11-26T10:44:36.123+03:00 - 10.0.0.7\n"); // no torn tail
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// The bytes always end with a whole line: should the file shrink while they are read (an
+    /// append rolled back), the text stops at the last `\n` it got.
+    pub fn into_text(self) -> impl Read + Send + 'static {
+        Text {
+            file: self.file,
+            pos: self.buf_start + self.hi as u64,
+            end: self.end,
+            buf: self.buf,
+            // The reader's unread bytes may end in the middle of a line: hold them back.
+            lo: self.lo,
+            hi: self.lo,
+            held_end: self.hi,
+            done: false,
+        }
+    }
+
+    fn pos(&self) -> u64 {
+        self.buf_start + self.lo as u64
+    }
+
+    fn next_record(&mut self) -> Option<Result<Visit>> {
+        let (offset, parsed) = match self.next_line()? {
+            Ok((offset, line)) => (offset, parse_record(line)),
+            Err(e) => return Some(Err(e)),
+        };
+        let this_line = self.line;
+        self.line = this_line.map(|n| n + 1);
+        let reason = match parsed {
+            Ok(visit) => return Some(Ok(visit)),
+            Err(reason) => reason,
+        };
+        // After `tail` the line number is unknown; an error is rare enough to pay for a count.
+        let line = match this_line {
+            Some(n) => n,
+            None => match count_newlines(&self.file, 0, offset) {
+                Ok(n) => n + 1,
+                Err(e) => return Some(Err(self.fail("read", e))),
+            },
+        };
+        self.line = Some(line + 1);
+        Some(Err(Error::Corrupt {
+            path: self.path.clone(),
+            line,
+            offset,
+            reason,
+        }))
+    }
+
+    /// The next complete line, without its `\n`, and its offset. A line longer than
+    /// [`MAX_LINE`] is skipped without being buffered and returned as an empty slice marked by
+    /// its length (`parse_record` reports it as too long).
+    fn next_line(&mut self) -> Option<Result<(u64, &[u8])>> {
+        if self.failed {
+            return None;
+        }
+        let start = self.pos();
+        if start >= self.end {
+            return None;
+        }
+        loop {
+            if let Some(i) = self.buf[self.lo..self.hi].iter().position(|&b| b == b'\n') {
+                let line = self.lo..self.lo + i;
+                self.lo += i + 1;
+                return Some(Ok((start, &self.buf[line])));
+            }
+            if self.hi - self.lo > MAX_LINE {
+                return Some(self.skip_long_line(start));
+            }
+            match self.refill() {
+                Ok(true) => {}
+                // The file shrank below what we saw at open: what is left is not a line.
+                Ok(false) => {
+                    self.end = self.pos();
+                    return None;
+                }
+                Err(e) => return Some(Err(self.fail("read", e))),
+            }
+        }
+    }
+
+    /// Skips a line too long to be a record, reading on to its `\n`.
+    fn skip_long_line(&mut self, start: u64) -> Result<(u64, &'static [u8])> {
+        loop {
+            if let Some(i) = self.buf[self.lo..self.hi].iter().position(|&b| b == b'\n') {
+                self.lo += i + 1;
+                // Longer than MAX_LINE: `parse_record` calls it too long.
+                return Ok((start, &LONG_LINE));
+            }
+            self.lo = self.hi;
+            match self.refill() {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.end = self.pos();
+                    return Ok((start, &LONG_LINE));
+                }
+                Err(e) => return Err(self.fail("read", e)),
+            }
+        }
+    }
+
+    /// Moves the unread bytes to the front and reads more, up to `end`. `Ok(false)` at EOF.
+    fn refill(&mut self) -> io::Result<bool> {
+        if self.lo > 0 {
+            self.buf.copy_within(self.lo..self.hi, 0);
+            self.buf_start += self.lo as u64;
+            self.hi -= self.lo;
+            self.lo = 0;
+        }
+        let at = self.buf_start + self.hi as u64;
+        let want = ((self.end - at) as usize).min(self.buf.len() - self.hi);
+        if want == 0 {
+            return Ok(false);
+        }
+        let n = self
+            .file
+            .read_at(&mut self.buf[self.hi..self.hi + want], at)?;
+        self.hi += n;
+        Ok(n > 0)
+    }
+
+    fn fail(&mut self, op: &'static str, e: io::Error) -> Error {
+        self.failed = true;
+        self.io(op, e)
+    }
+
+    fn io(&self, op: &'static str, e: io::Error) -> Error {
+        Error::io(op, &self.path, e)
+    }
+}
+
+/// Stands for a line longer than [`MAX_LINE`]; only its length matters.
+static LONG_LINE: [u8; MAX_LINE + 1] = [b'x'; MAX_LINE + 1];
+
+impl Iterator for Reader {
+    type Item = Result<Visit>;
+
+    fn next(&mut self) -> Option<Result<Visit>> {
+        self.next_record()
+    }
+}
+
+impl std::iter::FusedIterator for Reader {}
+
+/// Where the last `\n` before `len` ends (0 if there is none), scanning backwards.
+fn last_line_end(storage: &dyn Storage, len: u64) -> io::Result<u64> {
+    let mut chunk = vec![0; CHUNK];
+    let mut at = len;
+    while at > 0 {
+        let lo = at.saturating_sub(CHUNK as u64);
+        let n = (at - lo) as usize;
+        crate::storage::read_exact_at(storage, &mut chunk[..n], lo)?;
+        if let Some(i) = chunk[..n].iter().rposition(|&b| b == b'\n') {
+            return Ok(lo + i as u64 + 1);
+        }
+        at = lo;
+    }
+    Ok(0)
+}
+
+/// The bytes of the complete lines from a position to the end; see [`Reader::into_text`].
+struct Text {
+    file: FileStorage,
+    /// The next file offset to read.
+    pos: u64,
+    end: u64,
+    buf: Vec<u8>,
+    /// `buf[lo..hi]` is ready to hand out: whole lines (or a piece of an over-long one).
+    lo: usize,
+    hi: usize,
+    /// `buf[hi..held_end]` is read but not yet known to be followed by a `\n`.
+    held_end: usize,
+    done: bool,
+}
+
+impl Read for Text {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.lo == self.hi && !self.done {
+            self.fill()?;
+        }
+        let n = (self.hi - self.lo).min(out.len());
+        out[..n].copy_from_slice(&self.buf[self.lo..self.lo + n]);
+        self.lo += n;
+        Ok(n)
+    }
+}
+
+impl Text {
+    /// Reads a chunk after the held-back bytes and makes ready everything up to the last `\n`.
+    fn fill(&mut self) -> io::Result<()> {
+        let held = self.held_end - self.hi;
+        self.buf.copy_within(self.hi..self.held_end, 0);
+        let want = ((self.end - self.pos) as usize).min(self.buf.len() - held);
+        let n = if want == 0 {
+            0
+        } else {
+            self.file
+                .read_at(&mut self.buf[held..held + want], self.pos)?
+        };
+        self.pos += n as u64;
+        let filled = held + n;
+        self.lo = 0;
+        self.hi = match self.buf[..filled].iter().rposition(|&b| b == b'\n') {
+            Some(i) => i + 1,
+            // A line longer than the buffer: only a damaged file has one, and it ends before
+            // `end`, so hand it out in pieces.
+            None if filled == self.buf.len() => filled,
+            None => 0,
+        };
+        self.held_end = filled;
+        if n == 0 && self.hi == 0 {
+            // The end, or the file shrank under us: a partial line is never handed out.
+            self.done = true;
+            self.held_end = 0;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,240 @@
+//! The seam between the journal's logic and the file system.
+//!
+//! Every byte the writer reads or writes, every lock, truncate and fsync goes through
+//! [`Storage`]. Production uses [`FileStorage`]; the unit tests wrap it to inject short
+//! writes, `ENOSPC` and failed fsyncs at chosen points, so the fault tests exercise the same
+//! code paths as production.
+
+use std::fmt;
+use std::fs::{File, TryLockError};
+use std::io::{self, Write as _};
+use std::os::unix::fs::FileExt as _;
+use std::time::{Duration, Instant};
+
+/// The file operations the writer needs. Each method is one system call (or a retry loop
+/// around one), so a fault can be injected between any two of them.
+pub(crate) trait Storage: fmt::Debug + Send + Sync {
+    /// Takes the exclusive advisory lock (`flock(2)`), waiting at most `timeout` if given.
+    /// Returns `Ok(false)` if the timeout passed.
+    fn lock(&self, timeout: Option<Duration>) -> io::Result<bool>;
+    /// Releases the lock.
+    fn unlock(&self) -> io::Result<()>;
+    /// The current length of the file.
+    fn len(&self) -> io::Result<u64>;
+    /// Reads at `offset`; may return fewer bytes than asked for.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// One `write(2)` at the end of the file (the file is opened with `O_APPEND`). May be
+    /// short.
+    fn append(&self, buf: &[u8]) -> io::Result<usize>;
+    /// Sets the length of the file (used only to shrink it).
+    fn truncate(&self, len: u64) -> io::Result<()>;
+    /// `fdatasync(2)`.
+    fn sync_data(&self) -> io::Result<()>;
+}
+
+/// The real thing: a file opened for reading and appending.
+#[derive(Debug)]
+pub(crate) struct FileStorage {
+    pub(crate) file: File,
+}
+
+impl Storage for FileStorage {
+    fn lock(&self, timeout: Option<Duration>) -> io::Result<bool> {
+        // std's `File::lock` is flock(2) with LOCK_EX on Linux: the same lock Python's
+        // `fcntl.flock` and the `flock` command take. See the crate docs, "Locking", for why
+        // std rather than fs2.
+        let Some(timeout) = timeout else {
+            retry_eintr(|| self.file.lock())?;
+            return Ok(true);
+        };
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_micros(100);
+        loop {
+            match self.file.try_lock() {
+                Ok(()) => return Ok(true),
+                Err(TryLockError::WouldBlock) => {}
+                Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(TryLockError::Error(e)) => return Err(e),
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
+    }
+
+    fn unlock(&self) -> io::Result<()> {
+        retry_eintr(|| self.file.unlock())
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        retry_eintr(|| self.file.read_at(buf, offset))
+    }
+
+    fn append(&self, buf: &[u8]) -> io::Result<usize> {
+        (&self.file).write(buf)
+    }
+
+    fn truncate(&self, len: u64) -> io::Result<()> {
+        retry_eintr(|| self.file.set_len(len))
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        // Only the writer calls this (see writer.rs): an acknowledgement follows it.
+        retry_eintr(|| self.file.sync_data())
+    }
+}
+
+/// Retries `op` while it fails with `EINTR`.
+pub(crate) fn retry_eintr<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Reads exactly `buf.len()` bytes at `offset`, or fails with `UnexpectedEof`.
+pub(crate) fn read_exact_at(
+    storage: &dyn Storage,
+    mut buf: &mut [u8],
+    mut offset: u64,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        match storage.read_at(buf, offset)? {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            n => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Counts the `\n` bytes in `[start, end)`, in constant memory.
+pub(crate) fn count_newlines(storage: &dyn Storage, start: u64, end: u64) -> io::Result<u64> {
+    let mut buf = vec![0; CHUNK];
+    let mut pos = start;
+    let mut count = 0;
+    while pos < end {
+        let want = (end - pos).min(CHUNK as u64) as usize;
+        let n = storage.read_at(&mut buf[..want], pos)?;
+        if n == 0 {
+            break; // The file shrank under us: count what is there.
+        }
+        count += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        pos += n as u64;
+    }
+    Ok(count)
+}
+
+/// The size of the reads readers and repairs make.
+pub(crate) const CHUNK: usize = 64 * 1024;
+
+#[cfg(test)]
+pub(crate) mod faulty {
+    //! A [`Storage`] that fails on cue.
+
+    use super::*;
+    use std::sync::Mutex;
+
+    /// What to do to the next calls.
+    #[derive(Debug, Default)]
+    pub(crate) struct Faults {
+        /// Accept at most this many more bytes in total, then fail writes with this error.
+        pub(crate) space_left: Option<(usize, i32)>,
+        /// Make the next write short: accept at most this many bytes of it.
+        pub(crate) short_write: Option<usize>,
+        /// Fail the next `sync_data` calls with `EIO`.
+        pub(crate) fail_syncs: usize,
+        /// Fail the next `truncate` calls with `EIO`.
+        pub(crate) fail_truncates: usize,
+        /// Return `EINTR` from the next writes before doing anything.
+        pub(crate) interrupt_writes: usize,
+        /// Calls seen, in order, for assertions.
+        pub(crate) log: Vec<&'static str>,
+    }
+
+    #[derive(Debug)]
+    pub(crate) struct FaultyStorage {
+        pub(crate) inner: FileStorage,
+        pub(crate) faults: std::sync::Arc<Mutex<Faults>>,
+    }
+
+    impl FaultyStorage {
+        fn faults(&self) -> std::sync::MutexGuard<'_, Faults> {
+            self.faults
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        }
+    }
+
+    impl Storage for FaultyStorage {
+        fn lock(&self, timeout: Option<Duration>) -> io::Result<bool> {
+            self.faults().log.push("lock");
+            self.inner.lock(timeout)
+        }
+
+        fn unlock(&self) -> io::Result<()> {
+            self.faults().log.push("unlock");
+            self.inner.unlock()
+        }
+
+        fn len(&self) -> io::Result<u64> {
+            self.inner.len()
+        }
+
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+            self.inner.read_at(buf, offset)
+        }
+
+        fn append(&self, buf: &[u8]) -> io::Result<usize> {
+            let mut f = self.faults();
+            f.log.push("write");
+            if f.interrupt_writes > 0 {
+                f.interrupt_writes -= 1;
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let mut n = buf.len();
+            if let Some(short) = f.short_write.take() {
+                n = n.min(short);
+            }
+            if let Some((left, errno)) = f.space_left.as_mut() {
+                if *left == 0 {
+                    return Err(io::Error::from_raw_os_error(*errno));
+                }
+                n = n.min(*left);
+                *left -= n;
+            }
+            self.inner.append(&buf[..n])
+        }
+
+        fn truncate(&self, len: u64) -> io::Result<()> {
+            let mut f = self.faults();
+            f.log.push("truncate");
+            if f.fail_truncates > 0 {
+                f.fail_truncates -= 1;
+                return Err(io::Error::from_raw_os_error(5));
+            }
+            self.inner.truncate(len)
+        }
+
+        fn sync_data(&self) -> io::Result<()> {
+            let mut f = self.faults();
+            f.log.push("fsync");
+            if f.fail_syncs > 0 {
+                f.fail_syncs -= 1;
+                return Err(io::Error::from_raw_os_error(5));
+            }
+            self.inner.sync_data()
+        }
+    }
+}

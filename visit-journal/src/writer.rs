@@ -1,0 +1,778 @@
+//! The append path: locking, tail repair, group commit, rollback and fsync.
+//!
+//! # How group commit works
+//!
+//! Appenders put their encoded records into the *open batch* under the state mutex. One of
+//! them becomes the *leader*: it takes the open batch, leaves the mutex, and does the I/O —
+//! `flock`, cut a torn tail, one `write`, `funlock`, one `fdatasync` — then publishes the
+//! outcome and wakes everyone. Meanwhile the others keep filling the next open batch; the
+//! first of them to find no leader at work leads it. So one `write` and one `fdatasync` serve
+//! every append that arrived during the previous fsync, and no mutex is held across I/O.
+//!
+//! Only this module calls `sync_data`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::mem;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::reader::Reader;
+use crate::repair::{self, Cut};
+use crate::storage::{FileStorage, Storage, count_newlines, read_exact_at};
+use crate::visit::{self, Visit};
+
+/// Options for opening a [`Journal`]. The defaults are the durable ones.
+///
+/// ```
+/// use visit_journal::Options;
+/// use std::time::Duration;
+///
+/// # fn main() -> visit_journal::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("visits.txt");
+/// let journal = Options::new()
+///     .lock_timeout(Duration::from_secs(5))
+///     .open(&path)?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Options {
+    sync: bool,
+    lock_timeout: Option<Duration>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options::new()
+    }
+}
+
+impl Options {
+    /// The default options: every append is fsynced, and the lock is waited for as long as it
+    /// takes.
+    pub fn new() -> Options {
+        Options {
+            sync: true,
+            lock_timeout: None,
+        }
+    }
+
+    /// Whether appends call `fdatasync` before returning. Default: `true`.
+    ///
+    /// # Durability
+    ///
+    /// With `sync(false)`, an `Ok` from [`Journal::append`] means only that the record is in
+    /// the operating system's page cache: a power loss can take it (and leave NUL debris, which
+    /// the next open repairs). Everything else (locking, whole lines, rollback) holds. Meant
+    /// for tests, benchmarks and bulk imports that sync at the end; never the default.
+    pub fn sync(mut self, sync: bool) -> Options {
+        self.sync = sync;
+        self
+    }
+
+    /// How long to wait for the file lock before failing with [`Error::Locked`].
+    /// Default: wait as long as it takes.
+    ///
+    /// Another writer holds the lock only while it writes a batch, so waits are short unless a
+    /// process holds it on purpose (e.g. `flock visits.txt sleep 60`).
+    pub fn lock_timeout(mut self, timeout: Duration) -> Options {
+        self.lock_timeout = Some(timeout);
+        self
+    }
+
+    /// Opens (or creates) the journal at `path` with these options.
+    ///
+    /// See [`Journal::open`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Journal::open`].
+    pub fn open(&self, path: impl AsRef<Path>) -> Result<Journal> {
+        Journal::open_with(path.as_ref(), self.clone())
+    }
+}
+
+/// Counters of what a [`Journal`] handle has done since it was opened.
+///
+/// Cheap to take (a handful of relaxed atomic loads); meant for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Records written and acknowledged.
+    pub records: u64,
+    /// Batches written (one `write` each).
+    pub batches: u64,
+    /// Successful `fdatasync` calls.
+    pub syncs: u64,
+    /// Bytes written and acknowledged.
+    pub bytes: u64,
+    /// The largest number of records one batch has carried.
+    pub largest_batch: u64,
+    /// Bytes cut from the end of the file by repairs (torn tails and power-loss debris).
+    pub repaired_bytes: u64,
+    /// Appends (batches) that failed and were rolled back, or failed to sync.
+    pub failed_batches: u64,
+    /// Failed `fdatasync` calls (each poisons the handle).
+    pub failed_syncs: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    records: AtomicU64,
+    batches: AtomicU64,
+    syncs: AtomicU64,
+    bytes: AtomicU64,
+    largest_batch: AtomicU64,
+    repaired_bytes: AtomicU64,
+    failed_batches: AtomicU64,
+    failed_syncs: AtomicU64,
+}
+
+/// A visits journal open for appending.
+///
+/// `Journal` is `Send + Sync` and every method takes `&self`: share one handle between threads
+/// (in an `Arc`, or by reference with scoped threads) and concurrent appends are committed
+/// together, with one `write` and one `fdatasync` per batch.
+///
+/// See the [crate documentation](crate) for the guarantees, the file format and crash
+/// recovery.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    options: Options,
+    /// Everything appenders coordinate on. Never held across I/O.
+    state: Mutex<State>,
+    /// Signalled when a batch's outcome is published or the leader role frees up.
+    wake: Condvar,
+    counters: Counters,
+}
+
+#[derive(Debug)]
+struct State {
+    /// The open file. Replaced by [`Journal::reopen`]; the leader works on a clone of the
+    /// `Arc`, so a reopen never pulls the file from under a write.
+    storage: Arc<dyn Storage>,
+    /// Records waiting for the next leader.
+    open: Batch,
+    /// True while one thread does I/O outside the mutex (a batch, a reopen or a probe).
+    /// At most one such thread at a time is what makes the `flock` on a shared file
+    /// descriptor exclude threads too: flock locks belong to the open file, not the thread.
+    busy: bool,
+    /// Set when an fsync failed (or a rollback could not be completed): the file may hold
+    /// bytes nobody can vouch for, so nothing more is acknowledged until a reopen.
+    poisoned: bool,
+}
+
+#[derive(Debug, Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    records: u64,
+    /// Filled once by the leader; every appender of the batch holds a clone and waits for it.
+    outcome: Arc<OnceLock<std::result::Result<(), Arc<Error>>>>,
+}
+
+/// Ends a stretch of exclusive I/O: resets `busy` and wakes everyone, however the stretch
+/// ends. If a leader unwinds before publishing its batch's outcome, the batch fails (and the
+/// handle is poisoned, as nobody knows what reached the file), so followers never hang.
+struct Busy<'a> {
+    journal: &'a Journal,
+    /// The outcome a leader has not published yet.
+    unpublished: Option<Arc<OnceLock<std::result::Result<(), Arc<Error>>>>>,
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        let mut state = self.journal.lock_state();
+        if let Some(outcome) = self.unpublished.take() {
+            state.poisoned = true;
+            let _ = outcome.set(Err(Arc::new(self.journal.poisoned())));
+        }
+        state.busy = false;
+        drop(state);
+        self.journal.wake.notify_all();
+    }
+}
+
+/// 4 KiB of a byte that a torn record may contain: what [`Journal::check_writable`] writes
+/// and takes back.
+const PROBE: [u8; repair::MAX_TORN as usize] = [b'0'; repair::MAX_TORN as usize];
+
+impl Journal {
+    /// Opens the journal at `path` for appending, creating it (and its parent directories) if
+    /// needed, with the default, durable [`Options`].
+    ///
+    /// On open, under the lock, the end of the file is repaired: power-loss debris (NUL bytes)
+    /// in the last 1 MiB and a torn last line are cut; [`Stats::repaired_bytes`] tells how many
+    /// bytes. No lock is held once `open` returns.
+    ///
+    /// ```
+    /// use visit_journal::{Journal, Visit};
+    ///
+    /// # fn main() -> visit_journal::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("data/visits.txt");
+    /// let journal = Journal::open(&path)?;
+    /// journal.append(&Visit::now("10.0.0.7".parse().unwrap()))?;
+    /// assert_eq!(journal.count()?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Durability
+    ///
+    /// When `open` creates the file or a directory, it fsyncs the parent directory, so the
+    /// file's name survives a crash as well as its contents.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Io`] if a directory cannot be created, the path is not a regular file, or the
+    ///   file cannot be opened, locked, read or truncated.
+    /// - [`Error::Corrupt`] if the file ends in an unterminated line that does not look like a
+    ///   torn record (more than 4 KiB, or bytes no record contains): it is probably not a
+    ///   journal, and the repair refuses to cut it.
+    /// - [`Error::Locked`] if a lock timeout is set and passes.
+    pub fn open(path: impl AsRef<Path>) -> Result<Journal> {
+        Journal::open_with(path.as_ref(), Options::new())
+    }
+
+    fn open_with(path: &Path, options: Options) -> Result<Journal> {
+        let storage = open_storage(path)?;
+        let journal = Journal {
+            path: path.to_path_buf(),
+            options,
+            state: Mutex::new(State {
+                storage: Arc::clone(&storage),
+                open: Batch::default(),
+                busy: false,
+                poisoned: false,
+            }),
+            wake: Condvar::new(),
+            counters: Counters::default(),
+        };
+        journal.repair_on_open(&*storage)?;
+        Ok(journal)
+    }
+
+    /// The path the journal was opened with.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one visit.
+    ///
+    /// Returns once the record is on stable storage. Concurrent calls from other threads are
+    /// written and synced together with it.
+    ///
+    /// # Durability
+    ///
+    /// `Ok` means the record and everything before it in the file went through a successful
+    /// `fdatasync` (unless [`Options::sync`] is off). `Err` means it was not acknowledged: a
+    /// failed write has been rolled back to the last whole line, so no part of the record is
+    /// left in the file. If the fsync itself failed ([`Error::is_poisoned`]), the record may
+    /// or may not be on disk — but whole or not at all — and the handle refuses appends until
+    /// [`Journal::reopen`].
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Unrepresentable`] if the visit cannot be written (see [`Visit::check`]);
+    ///   nothing is written.
+    /// - [`Error::Io`] if locking, writing or syncing fails. Running out of space
+    ///   ([`Error::is_out_of_space`]) does not poison the handle: appends succeed again once
+    ///   there is room.
+    /// - [`Error::Poisoned`] after an earlier failed fsync.
+    /// - [`Error::Corrupt`] if the file now ends in something that is not a torn record
+    ///   (another program wrote it); nothing is cut or written.
+    /// - [`Error::Locked`] if a lock timeout is set and passes.
+    pub fn append(&self, visit: &Visit) -> Result<()> {
+        self.append_batch(std::slice::from_ref(visit))
+    }
+
+    /// Appends several visits at once, in order, as one write.
+    ///
+    /// # Durability
+    ///
+    /// All or nothing: on `Ok` every record is on stable storage; on `Err` none of them is
+    /// left in the file (with the same caveat as [`Journal::append`] for a failed fsync).
+    /// An empty slice returns `Ok` without touching the file.
+    ///
+    /// # Errors
+    ///
+    /// As [`Journal::append`]; a single unrepresentable visit fails the whole batch before
+    /// anything is written.
+    pub fn append_batch(&self, visits: &[Visit]) -> Result<()> {
+        if visits.is_empty() {
+            return Ok(());
+        }
+        let mut bytes = Vec::with_capacity(visits.len() * 48);
+        for v in visits {
+            v.check()?;
+            visit::encode(v, &mut bytes);
+        }
+        self.commit(&bytes, visits.len() as u64)
+    }
+
+    /// Adds `bytes` (whole records) to the open batch and waits until a leader has written and
+    /// synced it, leading it ourselves if nobody else does.
+    fn commit(&self, bytes: &[u8], records: u64) -> Result<()> {
+        let mut state = self.lock_state();
+        if state.poisoned {
+            return Err(self.poisoned());
+        }
+        state.open.bytes.extend_from_slice(bytes);
+        state.open.records += records;
+        let outcome = Arc::clone(&state.open.outcome);
+        loop {
+            if let Some(result) = outcome.get() {
+                return result.clone().map_err(|e| duplicate(&e));
+            }
+            if !state.busy && Arc::ptr_eq(&state.open.outcome, &outcome) {
+                if state.poisoned {
+                    // The fsync of an earlier batch failed while ours was filling.
+                    let batch = mem::take(&mut state.open);
+                    let _ = batch.outcome.set(Err(Arc::new(self.poisoned())));
+                    self.wake.notify_all();
+                    continue;
+                }
+                state = self.lead(state);
+                continue;
+            }
+            state = self
+                .wake
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Writes and syncs the open batch outside the mutex, then publishes its outcome.
+    fn lead<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        let batch = mem::take(&mut state.open);
+        let storage = Arc::clone(&state.storage);
+        state.busy = true;
+        drop(state);
+        let mut busy = Busy {
+            journal: self,
+            unpublished: Some(Arc::clone(&batch.outcome)),
+        };
+
+        let result = self.write_batch(&*storage, &batch.bytes);
+        let c = &self.counters;
+        match &result {
+            Ok(()) => {
+                c.records.fetch_add(batch.records, Relaxed);
+                c.bytes.fetch_add(batch.bytes.len() as u64, Relaxed);
+                c.batches.fetch_add(1, Relaxed);
+                c.largest_batch.fetch_max(batch.records, Relaxed);
+            }
+            Err(_) => {
+                c.failed_batches.fetch_add(1, Relaxed);
+            }
+        }
+        {
+            // Poison before publishing: an appender that sees the failure and appends again
+            // must find the handle poisoned.
+            let mut state = self.lock_state();
+            if result.as_ref().is_err_and(Error::is_poisoned) {
+                state.poisoned = true;
+            }
+            // Only the leader of a batch sets its outcome, once: `set` cannot fail.
+            let _ = batch.outcome.set(result.map_err(Arc::new));
+        }
+        busy.unpublished = None;
+        drop(busy);
+        self.lock_state()
+    }
+
+    /// The leader's I/O for one batch: lock, cut a torn tail, write, unlock, sync.
+    fn write_batch(&self, storage: &dyn Storage, bytes: &[u8]) -> Result<()> {
+        self.lock_file(storage)?;
+        let written = self
+            .cut_torn_tail(storage)
+            .and_then(|start| self.write_or_roll_back(storage, bytes, start));
+        // Unlock before the fsync: our bytes are whole lines, so nothing another writer does
+        // under the lock can touch them, and holding the lock across the fsync would stop other
+        // processes from batching behind us.
+        let unlocked = storage.unlock().map_err(|e| self.io("unlock", e));
+        written?;
+        // If unlocking failed, the lock is released only when the file is closed: the error
+        // poisons the handle (see `Error::is_poisoned`), and reopening is the way out.
+        unlocked?;
+        self.sync(storage)
+    }
+
+    /// Writes `bytes` at the end (`start`); on failure truncates back to `start`.
+    fn write_or_roll_back(&self, storage: &dyn Storage, bytes: &[u8], start: u64) -> Result<()> {
+        let Err(write_error) = write_all(storage, bytes) else {
+            return Ok(());
+        };
+        let write_error = self.io("write", write_error);
+        if let Err(e) = storage.truncate(start) {
+            // Part of the batch stays in the file and we cannot take it back: refuse to
+            // acknowledge anything more until a reopen (whose repair cuts a torn tail).
+            return Err(self.io("roll back", e));
+        }
+        // Make the rollback durable too, so a crash cannot resurrect a half-written batch.
+        if self.options.sync {
+            self.sync(storage)?;
+        }
+        Err(write_error)
+    }
+
+    fn sync(&self, storage: &dyn Storage) -> Result<()> {
+        if !self.options.sync {
+            return Ok(());
+        }
+        match storage.sync_data() {
+            Ok(()) => {
+                self.counters.syncs.fetch_add(1, Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.counters.failed_syncs.fetch_add(1, Relaxed);
+                Err(self.io("fsync", e))
+            }
+        }
+    }
+
+    fn lock_file(&self, storage: &dyn Storage) -> Result<()> {
+        match storage.lock(self.options.lock_timeout) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::Locked {
+                path: self.path.clone(),
+            }),
+            Err(e) => Err(self.io("lock", e)),
+        }
+    }
+
+    /// Under the lock: cuts a torn last line, if any, and returns the new length.
+    fn cut_torn_tail(&self, storage: &dyn Storage) -> Result<u64> {
+        let len = storage.len().map_err(|e| self.io("stat", e))?;
+        if len == 0 {
+            return Ok(0);
+        }
+        let mut last = [0u8];
+        read_exact_at(storage, &mut last, len - 1).map_err(|e| self.io("read", e))?;
+        if last[0] == b'\n' {
+            return Ok(len);
+        }
+        let tail = self.read_tail(storage, len, repair::MAX_TORN + 1)?;
+        self.apply(storage, len, repair::torn_tail(len, &tail))
+    }
+
+    /// Carries out a repair decision; returns the file's length afterwards.
+    fn apply(&self, storage: &dyn Storage, len: u64, cut: Cut) -> Result<u64> {
+        match cut {
+            Cut::Nothing => Ok(len),
+            Cut::At(at) => {
+                storage.truncate(at).map_err(|e| self.io("truncate", e))?;
+                self.counters.repaired_bytes.fetch_add(len - at, Relaxed);
+                Ok(at)
+            }
+            Cut::Refuse { offset, reason } => Err(Error::Corrupt {
+                path: self.path.clone(),
+                line: count_newlines(storage, 0, offset).map_err(|e| self.io("read", e))? + 1,
+                offset,
+                reason,
+            }),
+        }
+    }
+
+    fn read_tail(&self, storage: &dyn Storage, len: u64, max: u64) -> Result<Vec<u8>> {
+        let n = len.min(max);
+        let mut tail = vec![0; n as usize];
+        read_exact_at(storage, &mut tail, len - n).map_err(|e| self.io("read", e))?;
+        Ok(tail)
+    }
+
+    /// Under the lock: cuts power-loss debris near the end, then a torn tail.
+    fn repair_on_open(&self, storage: &dyn Storage) -> Result<()> {
+        self.lock_file(storage)?;
+        let repaired = (|| {
+            let len = storage.len().map_err(|e| self.io("stat", e))?;
+            let window = self.read_tail(storage, len, repair::DEBRIS_WINDOW + 1)?;
+            match repair::power_loss_debris(len, &window) {
+                // Deeper NUL bytes are corruption that readers report; never cut.
+                Cut::Refuse { .. } => {}
+                cut => {
+                    self.apply(storage, len, cut)?;
+                }
+            }
+            self.cut_torn_tail(storage)
+        })();
+        let unlocked = storage.unlock().map_err(|e| self.io("unlock", e));
+        repaired?;
+        unlocked
+    }
+
+    /// Replaces the file handle with a fresh one, repairing the tail again, and clears the
+    /// poisoned state.
+    ///
+    /// Call it after an append failed with [`Error::is_poisoned`]: the new handle starts with
+    /// a clean slate (no pending fsync error), and the repair runs again. It also picks up a
+    /// file that was moved away and recreated (log rotation). Appends wait while it runs.
+    ///
+    /// # Errors
+    ///
+    /// As [`Journal::open`]. On error the old handle stays, still poisoned if it was.
+    pub fn reopen(&self) -> Result<()> {
+        self.exclusive(|_, _| {
+            let storage = open_storage(&self.path)?;
+            self.repair_on_open(&*storage)?;
+            // We are the only thread doing I/O: no leader holds the old storage.
+            let mut state = self.lock_state();
+            state.storage = storage;
+            state.poisoned = false;
+            Ok(())
+        })
+    }
+
+    /// Checks that an append could be written now, without leaving anything in the file.
+    ///
+    /// Under the lock, it writes 4 KiB at the end and truncates them away. Use it to tell when
+    /// a full disk or a size limit has cleared (a readiness probe, say) without recording a
+    /// visit. It does not fsync; if the process dies between the write and the truncate, the
+    /// next writer cuts the 4 KiB as a torn tail.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Poisoned`] if the handle is poisoned (call [`Journal::reopen`]); [`Error::Io`]
+    /// if the probe write fails (e.g. [`Error::is_out_of_space`]); as [`Journal::append`]
+    /// otherwise.
+    pub fn check_writable(&self) -> Result<()> {
+        self.exclusive(|storage, poisoned| {
+            if poisoned {
+                return Err(self.poisoned());
+            }
+            self.lock_file(storage)?;
+            let probed = self.cut_torn_tail(storage).and_then(|start| {
+                let written = write_all(storage, &PROBE).map_err(|e| self.io("write", e));
+                let cut = storage.truncate(start).map_err(|e| self.io("roll back", e));
+                written.and(cut)
+            });
+            let unlocked = storage.unlock().map_err(|e| self.io("unlock", e));
+            probed.and(unlocked)
+        })
+    }
+
+    /// Waits until no other thread does I/O on the journal, then runs `op` as the only one.
+    fn exclusive<T>(&self, op: impl FnOnce(&dyn Storage, bool) -> Result<T>) -> Result<T> {
+        let mut state = self.lock_state();
+        while state.busy {
+            state = self
+                .wake
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        state.busy = true;
+        let storage = Arc::clone(&state.storage);
+        let poisoned = state.poisoned;
+        drop(state);
+        let _busy = Busy {
+            journal: self,
+            unpublished: None,
+        };
+        op(&*storage, poisoned)
+    }
+
+    /// True if an fsync failed and the handle refuses appends until [`Journal::reopen`].
+    pub fn is_poisoned(&self) -> bool {
+        self.lock_state().poisoned
+    }
+
+    /// What this handle has done since it was opened.
+    pub fn stats(&self) -> Stats {
+        let c = &self.counters;
+        Stats {
+            records: c.records.load(Relaxed),
+            batches: c.batches.load(Relaxed),
+            syncs: c.syncs.load(Relaxed),
+            bytes: c.bytes.load(Relaxed),
+            largest_batch: c.largest_batch.load(Relaxed),
+            repaired_bytes: c.repaired_bytes.load(Relaxed),
+            failed_batches: c.failed_batches.load(Relaxed),
+            failed_syncs: c.failed_syncs.load(Relaxed),
+        }
+    }
+
+    /// A [`Reader`] over the journal's complete lines, as of now.
+    ///
+    /// # Errors
+    ///
+    /// As [`Reader::open`].
+    pub fn reader(&self) -> Result<Reader> {
+        Reader::open(&self.path)
+    }
+
+    /// The last `n` visits, oldest first, reading backwards from the end.
+    ///
+    /// # Errors
+    ///
+    /// As [`Reader::tail`]; [`Error::Corrupt`] for the first malformed line among them.
+    pub fn tail(&self, n: u64) -> Result<Vec<Visit>> {
+        let mut reader = self.reader()?;
+        reader.tail(n)?;
+        reader.collect()
+    }
+
+    /// The number of complete lines (records, and any corrupt lines) in the journal.
+    ///
+    /// Counts newlines without parsing, in constant memory.
+    ///
+    /// # Errors
+    ///
+    /// As [`Reader::open`], or [`Error::Io`] if reading fails.
+    pub fn count(&self) -> Result<u64> {
+        self.reader()?.count_lines()
+    }
+
+    fn lock_state(&self) -> MutexGuard<'_, State> {
+        // The state is consistent at every point a thread could panic while holding the mutex
+        // (none of its updates can panic halfway), so a poisoned mutex is safe to use.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn poisoned(&self) -> Error {
+        Error::Poisoned {
+            path: self.path.clone(),
+        }
+    }
+
+    fn io(&self, op: &'static str, source: io::Error) -> Error {
+        Error::io(op, &self.path, source)
+    }
+
+    /// Test hook: a journal whose file operations go through `storage`.
+    #[cfg(test)]
+    pub(crate) fn with_storage(
+        path: &Path,
+        options: Options,
+        storage: Arc<dyn Storage>,
+    ) -> Result<Journal> {
+        let journal = Journal {
+            path: path.to_path_buf(),
+            options,
+            state: Mutex::new(State {
+                storage: Arc::clone(&storage),
+                open: Batch::default(),
+                busy: false,
+                poisoned: false,
+            }),
+            wake: Condvar::new(),
+            counters: Counters::default(),
+        };
+        journal.repair_on_open(&*storage)?;
+        Ok(journal)
+    }
+}
+
+/// Writes all of `bytes` at the end of the file: a short write is continued (the lock keeps
+/// other writers out), `EINTR` is retried, anything else is returned.
+fn write_all(storage: &dyn Storage, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match storage.append(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Opens the file for reading and appending, creating it and its directories as needed.
+fn open_storage(path: &Path) -> Result<Arc<dyn Storage>> {
+    if path.as_os_str().is_empty() {
+        return Err(Error::io(
+            "open",
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "empty path"),
+        ));
+    }
+    match fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => {
+            return Err(Error::io(
+                "open",
+                path,
+                io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
+            ));
+        }
+        _ => {}
+    }
+    let parent = parent_dir(path);
+    create_dirs(parent)?;
+    let mut options = OpenOptions::new();
+    options.read(true).append(true);
+    let file = match options.clone().create_new(true).open(path) {
+        Ok(file) => {
+            sync_dir(parent)?;
+            file
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            options.open(path).map_err(|e| Error::io("open", path, e))?
+        }
+        Err(e) => return Err(Error::io("create", path, e)),
+    };
+    Ok(Arc::new(FileStorage { file }))
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Creates `dir` and its missing ancestors, fsyncing each new directory's parent.
+fn create_dirs(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let parent = parent_dir(dir);
+    if parent != dir {
+        create_dirs(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => sync_dir(parent),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(Error::io("create directory", dir, e)),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| crate::storage::retry_eintr(|| d.sync_all()))
+        .map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+/// A copy of an error for each appender of a failed batch.
+fn duplicate(err: &Error) -> Error {
+    match err {
+        Error::Io { op, path, source } => Error::Io {
+            op,
+            path: path.clone(),
+            source: match source.raw_os_error() {
+                Some(code) => io::Error::from_raw_os_error(code),
+                None => io::Error::new(source.kind(), source.to_string()),
+            },
+        },
+        Error::Corrupt {
+            path,
+            line,
+            offset,
+            reason,
+        } => Error::Corrupt {
+            path: path.clone(),
+            line: *line,
+            offset: *offset,
+            reason,
+        },
+        Error::Parse { reason } => Error::Parse { reason },
+        Error::Unrepresentable { reason } => Error::Unrepresentable { reason },
+        Error::Poisoned { path } => Error::Poisoned { path: path.clone() },
+        Error::Locked { path } => Error::Locked { path: path.clone() },
+    }
+}
