@@ -159,6 +159,8 @@ pub(crate) mod faulty {
         pub(crate) fail_truncates: usize,
         /// Return `EINTR` from the next writes before doing anything.
         pub(crate) interrupt_writes: usize,
+        /// Panic in the next write, as a bug in the I/O path would.
+        pub(crate) panic_in_write: bool,
         /// Calls seen, in order, for assertions.
         pub(crate) log: Vec<&'static str>,
     }
@@ -199,6 +201,10 @@ pub(crate) mod faulty {
         fn append(&self, buf: &[u8]) -> io::Result<usize> {
             let mut f = self.faults();
             f.log.push("write");
+            if std::mem::take(&mut f.panic_in_write) {
+                drop(f);
+                panic!("injected panic in write");
+            }
             if f.interrupt_writes > 0 {
                 f.interrupt_writes -= 1;
                 return Err(io::ErrorKind::Interrupted.into());

@@ -136,7 +136,7 @@ impl fmt::Display for Visit {
         let sign = if offset < 0 { '-' } else { '+' };
         let offset = offset.unsigned_abs();
         write!(f, "{sign}{:02}:{:02}", offset / 3600, offset / 60 % 60)?;
-        if offset % 60 != 0 {
+        if !offset.is_multiple_of(60) {
             // Not RFC 3339, and refused by `check`; printed so that nothing is hidden.
             write!(f, ":{:02}", offset % 60)?;
         }

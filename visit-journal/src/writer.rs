@@ -168,12 +168,15 @@ struct State {
     poisoned: bool,
 }
 
+/// A batch's result, shared by all its appenders: filled once by its leader.
+type Outcome = OnceLock<std::result::Result<(), Arc<Error>>>;
+
 #[derive(Debug, Default)]
 struct Batch {
     bytes: Vec<u8>,
     records: u64,
     /// Filled once by the leader; every appender of the batch holds a clone and waits for it.
-    outcome: Arc<OnceLock<std::result::Result<(), Arc<Error>>>>,
+    outcome: Arc<Outcome>,
 }
 
 /// Ends a stretch of exclusive I/O: resets `busy` and wakes everyone, however the stretch
@@ -182,7 +185,7 @@ struct Batch {
 struct Busy<'a> {
     journal: &'a Journal,
     /// The outcome a leader has not published yet.
-    unpublished: Option<Arc<OnceLock<std::result::Result<(), Arc<Error>>>>>,
+    unpublished: Option<Arc<Outcome>>,
 }
 
 impl Drop for Busy<'_> {
@@ -195,6 +198,26 @@ impl Drop for Busy<'_> {
         state.busy = false;
         drop(state);
         self.journal.wake.notify_all();
+    }
+}
+
+/// The held `flock`. Dropping it unlocks (for unwinding); the normal path calls `release` to
+/// see the error.
+struct FileLock<'s> {
+    storage: &'s dyn Storage,
+}
+
+impl FileLock<'_> {
+    fn release(self) -> io::Result<()> {
+        let storage = self.storage;
+        mem::forget(self);
+        storage.unlock()
+    }
+}
+
+impl Drop for FileLock<'_> {
+    fn drop(&mut self) {
+        let _ = self.storage.unlock();
     }
 }
 
@@ -389,14 +412,14 @@ impl Journal {
 
     /// The leader's I/O for one batch: lock, cut a torn tail, write, unlock, sync.
     fn write_batch(&self, storage: &dyn Storage, bytes: &[u8]) -> Result<()> {
-        self.lock_file(storage)?;
+        let lock = self.lock_file(storage)?;
         let written = self
             .cut_torn_tail(storage)
             .and_then(|start| self.write_or_roll_back(storage, bytes, start));
         // Unlock before the fsync: our bytes are whole lines, so nothing another writer does
         // under the lock can touch them, and holding the lock across the fsync would stop other
         // processes from batching behind us.
-        let unlocked = storage.unlock().map_err(|e| self.io("unlock", e));
+        let unlocked = lock.release().map_err(|e| self.io("unlock", e));
         written?;
         // If unlocking failed, the lock is released only when the file is closed: the error
         // poisons the handle (see `Error::is_poisoned`), and reopening is the way out.
@@ -438,9 +461,11 @@ impl Journal {
         }
     }
 
-    fn lock_file(&self, storage: &dyn Storage) -> Result<()> {
+    /// Takes the file lock. It is released by [`FileLock::release`], or by dropping the guard
+    /// if the holder unwinds.
+    fn lock_file<'s>(&self, storage: &'s dyn Storage) -> Result<FileLock<'s>> {
         match storage.lock(self.options.lock_timeout) {
-            Ok(true) => Ok(()),
+            Ok(true) => Ok(FileLock { storage }),
             Ok(false) => Err(Error::Locked {
                 path: self.path.clone(),
             }),
@@ -490,7 +515,7 @@ impl Journal {
 
     /// Under the lock: cuts power-loss debris near the end, then a torn tail.
     fn repair_on_open(&self, storage: &dyn Storage) -> Result<()> {
-        self.lock_file(storage)?;
+        let lock = self.lock_file(storage)?;
         let repaired = (|| {
             let len = storage.len().map_err(|e| self.io("stat", e))?;
             let window = self.read_tail(storage, len, repair::DEBRIS_WINDOW + 1)?;
@@ -503,7 +528,7 @@ impl Journal {
             }
             self.cut_torn_tail(storage)
         })();
-        let unlocked = storage.unlock().map_err(|e| self.io("unlock", e));
+        let unlocked = lock.release().map_err(|e| self.io("unlock", e));
         repaired?;
         unlocked
     }
@@ -519,7 +544,13 @@ impl Journal {
     ///
     /// As [`Journal::open`]. On error the old handle stays, still poisoned if it was.
     pub fn reopen(&self) -> Result<()> {
-        self.exclusive(|_, _| {
+        self.exclusive(|old, poisoned| {
+            if poisoned {
+                // A handle is poisoned by a failed unlock among other things; a lock still held
+                // by the old file would block the new one's repair forever. Unlocking a file
+                // that holds no lock is harmless.
+                let _ = old.unlock();
+            }
             let storage = open_storage(&self.path)?;
             self.repair_on_open(&*storage)?;
             // We are the only thread doing I/O: no leader holds the old storage.
@@ -547,13 +578,13 @@ impl Journal {
             if poisoned {
                 return Err(self.poisoned());
             }
-            self.lock_file(storage)?;
+            let lock = self.lock_file(storage)?;
             let probed = self.cut_torn_tail(storage).and_then(|start| {
                 let written = write_all(storage, &PROBE).map_err(|e| self.io("write", e));
                 let cut = storage.truncate(start).map_err(|e| self.io("roll back", e));
                 written.and(cut)
             });
-            let unlocked = storage.unlock().map_err(|e| self.io("unlock", e));
+            let unlocked = lock.release().map_err(|e| self.io("unlock", e));
             probed.and(unlocked)
         })
     }
@@ -774,5 +805,254 @@ fn duplicate(err: &Error) -> Error {
         Error::Unrepresentable { reason } => Error::Unrepresentable { reason },
         Error::Poisoned { path } => Error::Poisoned { path: path.clone() },
         Error::Locked { path } => Error::Locked { path: path.clone() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Faults injected through the same `Storage` seam production uses.
+
+    use super::*;
+    use crate::storage::faulty::{Faults, FaultyStorage};
+    use std::sync::Mutex;
+
+    const ENOSPC: i32 = 28;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+        faults: Arc<Mutex<Faults>>,
+        journal: Journal,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("visits.txt");
+            let file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(&path)
+                .unwrap();
+            let faults = Arc::new(Mutex::new(Faults::default()));
+            let storage = Arc::new(FaultyStorage {
+                inner: FileStorage { file },
+                faults: Arc::clone(&faults),
+            });
+            let journal = Journal::with_storage(&path, Options::new(), storage).unwrap();
+            Fixture {
+                _dir: dir,
+                path,
+                faults,
+                journal,
+            }
+        }
+
+        fn faults(&self) -> std::sync::MutexGuard<'_, Faults> {
+            self.faults.lock().unwrap()
+        }
+
+        fn contents(&self) -> String {
+            fs::read_to_string(&self.path).unwrap()
+        }
+    }
+
+    fn visit(n: u8) -> Visit {
+        format!("2026-11-26T10:44:36.123+03:00 - 10.0.0.{n}")
+            .parse()
+            .unwrap()
+    }
+
+    fn lines(visits: &[u8]) -> String {
+        visits.iter().map(|&n| format!("{}\n", visit(n))).collect()
+    }
+
+    #[test]
+    fn writes_under_the_lock_and_syncs_after_unlocking() {
+        let f = Fixture::new();
+        f.faults().log.clear();
+        f.journal.append(&visit(1)).unwrap();
+        assert_eq!(f.faults().log, ["lock", "write", "unlock", "fsync"]);
+        assert_eq!(f.contents(), lines(&[1]));
+    }
+
+    #[test]
+    fn out_of_space_rolls_back_and_recovers_without_reopen() {
+        let f = Fixture::new();
+        f.journal.append_batch(&[visit(1), visit(2)]).unwrap();
+        // Room for half a record: the write is short, then the disk is full.
+        f.faults().space_left = Some((20, ENOSPC));
+        let err = f.journal.append(&visit(3)).unwrap_err();
+        assert!(err.is_out_of_space(), "{err}");
+        assert!(!err.is_poisoned());
+        assert_eq!(
+            f.contents(),
+            lines(&[1, 2]),
+            "the partial record is rolled back"
+        );
+        assert!(!f.journal.is_poisoned());
+        assert!(f.journal.check_writable().unwrap_err().is_out_of_space());
+        assert_eq!(
+            f.contents(),
+            lines(&[1, 2]),
+            "the probe leaves nothing behind"
+        );
+
+        f.faults().space_left = None;
+        f.journal.check_writable().unwrap();
+        f.journal.append(&visit(4)).unwrap();
+        assert_eq!(f.contents(), lines(&[1, 2, 4]));
+        let stats = f.journal.stats();
+        assert_eq!((stats.records, stats.failed_batches), (3, 1));
+    }
+
+    #[test]
+    fn a_batch_is_all_or_nothing() {
+        let f = Fixture::new();
+        f.journal.append(&visit(1)).unwrap();
+        // Room for two and a half of five records.
+        f.faults().space_left = Some((100, ENOSPC));
+        let batch: Vec<Visit> = (2..7).map(visit).collect();
+        assert!(
+            f.journal
+                .append_batch(&batch)
+                .unwrap_err()
+                .is_out_of_space()
+        );
+        assert_eq!(f.contents(), lines(&[1]));
+    }
+
+    #[test]
+    fn short_writes_are_continued() {
+        let f = Fixture::new();
+        f.faults().short_write = Some(7);
+        f.journal.append_batch(&[visit(1), visit(2)]).unwrap();
+        assert_eq!(f.contents(), lines(&[1, 2]));
+        assert_eq!(
+            f.faults().log.iter().filter(|op| **op == "write").count(),
+            2
+        );
+    }
+
+    #[test]
+    fn eintr_is_retried() {
+        let f = Fixture::new();
+        f.faults().interrupt_writes = 3;
+        f.journal.append(&visit(1)).unwrap();
+        assert_eq!(f.contents(), lines(&[1]));
+    }
+
+    #[test]
+    fn failed_fsync_poisons_until_reopen() {
+        let f = Fixture::new();
+        f.journal.append(&visit(1)).unwrap();
+        f.faults().fail_syncs = 1;
+        let err = f.journal.append(&visit(2)).unwrap_err();
+        assert!(err.is_poisoned(), "{err}");
+        assert!(matches!(err, Error::Io { op: "fsync", .. }));
+        assert!(f.journal.is_poisoned());
+
+        // Never retried and called durable: refused without touching the file.
+        f.faults().log.clear();
+        let err = f.journal.append(&visit(3)).unwrap_err();
+        assert!(matches!(err, Error::Poisoned { .. }), "{err}");
+        assert!(f.faults().log.is_empty());
+        assert!(matches!(
+            f.journal.check_writable(),
+            Err(Error::Poisoned { .. })
+        ));
+
+        // The unsynced record is whole (it may or may not survive a crash), never torn.
+        assert_eq!(f.contents(), lines(&[1, 2]));
+        f.journal.reopen().unwrap();
+        f.journal.append(&visit(4)).unwrap();
+        assert_eq!(f.contents(), lines(&[1, 2, 4]));
+    }
+
+    #[test]
+    fn a_failed_rollback_poisons_and_reopen_repairs() {
+        let f = Fixture::new();
+        f.journal.append(&visit(1)).unwrap();
+        {
+            let mut faults = f.faults();
+            faults.space_left = Some((10, ENOSPC));
+            faults.fail_truncates = 1;
+        }
+        let err = f.journal.append(&visit(2)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Io {
+                    op: "roll back",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.is_poisoned());
+        assert!(
+            f.contents().ends_with("10.0.0.1\n2026-11-26"),
+            "a torn tail is left"
+        );
+        f.faults().space_left = None;
+        f.journal.reopen().unwrap();
+        assert_eq!(f.contents(), lines(&[1]), "reopening cut the torn tail");
+        assert_eq!(f.journal.stats().repaired_bytes, 10);
+        f.journal.append(&visit(3)).unwrap();
+        assert_eq!(f.contents(), lines(&[1, 3]));
+    }
+
+    #[test]
+    fn every_appender_of_a_failed_batch_gets_the_error() {
+        let f = Fixture::new();
+        f.faults().fail_syncs = 1;
+        let results: Vec<Result<()>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8u8)
+                .map(|n| {
+                    let journal = &f.journal;
+                    s.spawn(move || journal.append(&visit(n)))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        // The first batch's fsync fails; every later batch finds the handle poisoned.
+        for r in &results {
+            assert!(r.as_ref().is_err_and(Error::is_poisoned), "{r:?}");
+        }
+        let stats = f.journal.stats();
+        assert_eq!((stats.records, stats.failed_syncs), (0, 1));
+    }
+
+    #[test]
+    fn a_panicking_leader_fails_its_batch_instead_of_hanging_it() {
+        let f = Fixture::new();
+        f.faults().panic_in_write = true;
+        let outcome = std::thread::scope(|s| s.spawn(|| f.journal.append(&visit(1))).join());
+        assert!(outcome.is_err(), "the leader panicked");
+        // Nobody is left waiting on a leader that is gone, and nothing is acknowledged after
+        // an I/O path that did not finish.
+        assert!(f.journal.is_poisoned());
+        assert!(matches!(
+            f.journal.append(&visit(2)),
+            Err(Error::Poisoned { .. })
+        ));
+        f.journal.reopen().unwrap();
+        f.journal.append(&visit(3)).unwrap();
+        assert_eq!(f.contents(), lines(&[3]));
+    }
+
+    #[test]
+    fn unrepresentable_visits_are_refused_before_writing() {
+        let f = Fixture::new();
+        let mut odd = visit(1);
+        odd.at = odd
+            .at
+            .with_timezone(&chrono::FixedOffset::east_opt(30).unwrap());
+        f.faults().log.clear();
+        let err = f.journal.append_batch(&[visit(2), odd]).unwrap_err();
+        assert!(matches!(err, Error::Unrepresentable { .. }));
+        assert!(f.faults().log.is_empty());
+        assert_eq!(f.contents(), "");
     }
 }
