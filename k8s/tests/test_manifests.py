@@ -229,7 +229,7 @@ class ProdOverlay(OverlayFacts, unittest.TestCase):
 
     def test_image_comes_from_a_registry_with_a_fixed_tag(self):
         image = self.container["image"]
-        self.assertIn("/", image.partition(":")[0])
+        self.assertIn("/", image, "prod pulls from a registry, not a locally loaded image")
         self.assertRegex(image, r":[0-9]+\.[0-9]+\.[0-9]+$|@sha256:[0-9a-f]{64}$")
 
 
