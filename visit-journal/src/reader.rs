@@ -5,7 +5,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::storage::{CHUNK, FileStorage, Storage, count_newlines};
+use crate::storage::{CHUNK, FileStorage, Storage, count_newlines, last_line_end};
 use crate::visit::{MAX_LINE, Visit, parse_record};
 
 /// Streams the visits of a journal, oldest first, in constant memory.
@@ -408,22 +408,6 @@ impl Iterator for Reader {
 }
 
 impl std::iter::FusedIterator for Reader {}
-
-/// Where the last `\n` before `len` ends (0 if there is none), scanning backwards.
-fn last_line_end(storage: &dyn Storage, len: u64) -> io::Result<u64> {
-    let mut chunk = vec![0; CHUNK];
-    let mut at = len;
-    while at > 0 {
-        let lo = at.saturating_sub(CHUNK as u64);
-        let n = (at - lo) as usize;
-        crate::storage::read_exact_at(storage, &mut chunk[..n], lo)?;
-        if let Some(i) = chunk[..n].iter().rposition(|&b| b == b'\n') {
-            return Ok(lo + i as u64 + 1);
-        }
-        at = lo;
-    }
-    Ok(0)
-}
 
 /// The bytes of the complete lines from a position to the end; see [`Reader::into_text`].
 struct Text {

@@ -41,42 +41,27 @@ pub(crate) fn looks_like_debris(bytes: &[u8]) -> bool {
     })
 }
 
-/// Decides about the torn tail, given the last bytes of a file of length `len`.
+/// Decides about the torn tail: the bytes from `start` (just after the last `\n`, or 0) to
+/// the end of a file of length `len`.
 ///
-/// `tail` holds the last `tail.len()` bytes of the file: at least `min(len, MAX_TORN + 1)`,
-/// so that a last `\n` within reach of `MAX_TORN` is seen.
-pub(crate) fn torn_tail(len: u64, tail: &[u8]) -> Cut {
-    debug_assert!(tail.len() as u64 <= len);
-    let Some(&last) = tail.last() else {
-        return Cut::Nothing;
-    };
-    if last == b'\n' {
-        return Cut::Nothing;
-    }
-    let tail_start = len - tail.len() as u64;
-    let cut = match tail.iter().rposition(|&b| b == b'\n') {
-        Some(i) => tail_start + i as u64 + 1,
-        None if tail_start == 0 => 0,
-        None => {
-            return Cut::Refuse {
-                offset: tail_start,
-                reason: "unterminated last line is too long to be a torn record",
-            };
-        }
-    };
-    if len - cut > MAX_TORN {
-        return Cut::Refuse {
-            offset: cut,
+/// `tail` holds the first `min(len - start, MAX_TORN + 1)` of those bytes: enough to judge a
+/// torn record, and bounded however long the damage is.
+pub(crate) fn torn_tail(start: u64, len: u64, tail: &[u8]) -> Cut {
+    if start == len {
+        Cut::Nothing
+    } else if len - start > MAX_TORN {
+        Cut::Refuse {
+            offset: start,
             reason: "unterminated last line is too long to be a torn record",
-        };
-    }
-    if !looks_like_debris(&tail[(cut - tail_start) as usize..]) {
-        return Cut::Refuse {
-            offset: cut,
+        }
+    } else if !looks_like_debris(tail) {
+        Cut::Refuse {
+            offset: start,
             reason: "unterminated last line is not a torn record",
-        };
+        }
+    } else {
+        Cut::At(start)
     }
-    Cut::At(cut)
 }
 
 /// Decides about power-loss debris, given the last bytes of a file of length `len`.
@@ -119,8 +104,9 @@ mod tests {
     use super::*;
 
     fn torn(file: &[u8]) -> Cut {
-        let keep = file.len().min(MAX_TORN as usize + 1);
-        torn_tail(file.len() as u64, &file[file.len() - keep..])
+        let start = file.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let keep = (file.len() - start).min(MAX_TORN as usize + 1);
+        torn_tail(start as u64, file.len() as u64, &file[start..start + keep])
     }
 
     fn debris(file: &[u8]) -> Cut {

@@ -136,6 +136,23 @@ pub(crate) fn count_newlines(storage: &dyn Storage, start: u64, end: u64) -> io:
     Ok(count)
 }
 
+/// Where the last `\n` before `len` ends (0 if there is none), scanning backwards in
+/// constant memory.
+pub(crate) fn last_line_end(storage: &dyn Storage, len: u64) -> io::Result<u64> {
+    let mut chunk = vec![0; CHUNK];
+    let mut at = len;
+    while at > 0 {
+        let lo = at.saturating_sub(CHUNK as u64);
+        let n = (at - lo) as usize;
+        read_exact_at(storage, &mut chunk[..n], lo)?;
+        if let Some(i) = chunk[..n].iter().rposition(|&b| b == b'\n') {
+            return Ok(lo + i as u64 + 1);
+        }
+        at = lo;
+    }
+    Ok(0)
+}
+
 /// The size of the reads readers and repairs make.
 pub(crate) const CHUNK: usize = 64 * 1024;
 

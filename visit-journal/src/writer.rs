@@ -22,7 +22,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::reader::Reader;
 use crate::repair::{self, Cut};
-use crate::storage::{FileStorage, Storage, count_newlines, read_exact_at};
+use crate::storage::{FileStorage, Storage, count_newlines, last_line_end, read_exact_at};
 use crate::visit::{self, Visit};
 
 /// Options for opening a [`Journal`]. The defaults are the durable ones.
@@ -479,13 +479,16 @@ impl Journal {
         if len == 0 {
             return Ok(0);
         }
+        // The common case costs one one-byte read.
         let mut last = [0u8];
         read_exact_at(storage, &mut last, len - 1).map_err(|e| self.io("read", e))?;
         if last[0] == b'\n' {
             return Ok(len);
         }
-        let tail = self.read_tail(storage, len, repair::MAX_TORN + 1)?;
-        self.apply(storage, len, repair::torn_tail(len, &tail))
+        let start = last_line_end(storage, len).map_err(|e| self.io("read", e))?;
+        let mut tail = vec![0; (len - start).min(repair::MAX_TORN + 1) as usize];
+        read_exact_at(storage, &mut tail, start).map_err(|e| self.io("read", e))?;
+        self.apply(storage, len, repair::torn_tail(start, len, &tail))
     }
 
     /// Carries out a repair decision; returns the file's length afterwards.

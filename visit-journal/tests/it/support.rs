@@ -1,1 +1,145 @@
+//! Fixtures that make the tests read as scenarios.
 
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use visit_journal::{Journal, Options, Reader, Visit};
+
+/// A journal path in a fresh temporary directory, removed on drop.
+pub struct TempJournal {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl TempJournal {
+    pub fn new() -> TempJournal {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("visits.txt");
+        TempJournal { dir, path }
+    }
+
+    /// A journal whose file starts with exactly these bytes.
+    pub fn with_bytes(bytes: &[u8]) -> TempJournal {
+        let t = TempJournal::new();
+        t.write(bytes);
+        t
+    }
+
+    pub fn open(&self) -> Journal {
+        Journal::open(&self.path).expect("open journal")
+    }
+
+    /// Without fsync: for tests that write a lot and do not crash the machine.
+    pub fn open_fast(&self) -> Journal {
+        Options::new()
+            .sync(false)
+            .open(&self.path)
+            .expect("open journal")
+    }
+
+    pub fn write(&self, bytes: &[u8]) {
+        fs::write(&self.path, bytes).expect("write file");
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        fs::read(&self.path).expect("read file")
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.bytes()).expect("utf-8")
+    }
+
+    /// Every item the reader yields, errors as their messages.
+    pub fn read(&self) -> Vec<Result<Visit, String>> {
+        read_all(&self.path)
+    }
+
+    /// The visits, failing the test on any error.
+    pub fn visits(&self) -> Vec<Visit> {
+        self.read()
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|e| panic!("unexpected error: {e}")))
+            .collect()
+    }
+}
+
+pub fn read_all(path: &Path) -> Vec<Result<Visit, String>> {
+    Reader::open(path)
+        .expect("open reader")
+        .map(|r| r.map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// A distinct, deterministic visit for `n`.
+pub fn visit(n: u32) -> Visit {
+    let at = format!(
+        "2026-11-26T10:{:02}:{:02}.{:03}+03:00",
+        n / 60 % 60,
+        n % 60,
+        n % 1000
+    );
+    Visit::new(
+        at.parse().expect("timestamp"),
+        IpAddr::V4((0x0a00_0000 | (n & 0x00ff_ffff)).into()),
+    )
+}
+
+pub fn visits(range: std::ops::Range<u32>) -> Vec<Visit> {
+    range.map(visit).collect()
+}
+
+/// The file's text for these visits.
+pub fn lines(visits: &[Visit]) -> String {
+    visits.iter().map(|v| format!("{v}\n")).collect()
+}
+
+/// A visit whose address names a writer (process, thread) and its sequence number, so a test
+/// can check that every writer's records are all there, once, in order.
+pub fn tagged(process: u16, thread: u16, seq: u32) -> Visit {
+    let ip = Ipv6Addr::new(
+        0xfd00,
+        0,
+        0,
+        0,
+        process,
+        thread,
+        (seq >> 16) as u16,
+        seq as u16,
+    );
+    Visit::now(IpAddr::V6(ip))
+}
+
+/// The (process, thread, seq) of a [`tagged`] visit.
+pub fn tag(v: &Visit) -> (u16, u16, u32) {
+    match v.ip {
+        IpAddr::V6(ip) => {
+            let s = ip.segments();
+            assert_eq!(s[0], 0xfd00, "not a tagged visit: {v}");
+            (s[4], s[5], (u32::from(s[6]) << 16) | u32::from(s[7]))
+        }
+        IpAddr::V4(_) => panic!("not a tagged visit: {v}"),
+    }
+}
+
+/// Re-executes this test binary to run the `#[test]` named `test` (a child entry point) with
+/// `env` set, its stdout piped.
+pub fn spawn_child(test: &str, env: &[(&str, String)]) -> Child {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut cmd = Command::new(exe);
+    cmd.args([test, "--exact", "--nocapture", "--test-threads=1", "-q"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn child test process")
+}
+
+/// The lines a child prints, as they come.
+pub fn child_lines(child: &mut Child) -> impl Iterator<Item = String> + use<> {
+    let stdout = child.stdout.take().expect("child stdout");
+    BufReader::new(stdout).lines().map_while(Result::ok)
+}

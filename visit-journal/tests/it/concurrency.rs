@@ -1,0 +1,112 @@
+//! Many threads and many processes appending to one file at once.
+
+use std::time::Duration;
+
+use visit_journal::Options;
+
+use crate::support::*;
+
+const CHILD_ENV: &str = "VISIT_JOURNAL_WRITER_CHILD";
+const PROCESSES: u16 = 3;
+const THREADS: u16 = 4;
+const PER_THREAD: u32 = 150;
+
+/// Child entry point: a no-op unless `VISIT_JOURNAL_WRITER_CHILD=<path>;<process>` is set.
+/// Appends `PER_THREAD` tagged visits from each of `THREADS` threads, durably, then exits.
+#[test]
+fn child_writer() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (path, process) = spec.split_once(';').expect("path;process");
+    let process: u16 = process.parse().expect("process number");
+    let journal = Options::new()
+        .lock_timeout(Duration::from_secs(30))
+        .open(path)
+        .expect("child opens the journal");
+    std::thread::scope(|s| {
+        for thread in 0..THREADS {
+            let journal = &journal;
+            s.spawn(move || {
+                for seq in 0..PER_THREAD {
+                    journal
+                        .append(&tagged(process, thread, seq))
+                        .expect("append");
+                }
+            });
+        }
+    });
+    println!("done {process} batches={}", journal.stats().batches);
+}
+
+#[test]
+fn processes_times_threads_append_without_loss_or_interleaving() {
+    let t = TempJournal::new();
+    let mut children: Vec<_> = (0..PROCESSES)
+        .map(|p| {
+            let spec = format!("{};{p}", t.path.display());
+            spawn_child("concurrency::child_writer", &[(CHILD_ENV, spec)])
+        })
+        .collect();
+    for child in &mut children {
+        let out: Vec<String> = child_lines(child).collect();
+        assert!(child.wait().unwrap().success(), "a writer failed: {out:?}");
+        assert!(out.iter().any(|l| l.starts_with("done ")), "{out:?}");
+    }
+    let tags: Vec<_> = t.visits().iter().map(tag).collect();
+    assert_eq!(
+        tags.len(),
+        (PROCESSES * THREADS) as usize * PER_THREAD as usize
+    );
+    for p in 0..PROCESSES {
+        for th in 0..THREADS {
+            let seqs: Vec<u32> = tags
+                .iter()
+                .filter(|t| (t.0, t.1) == (p, th))
+                .map(|t| t.2)
+                .collect();
+            assert_eq!(seqs, (0..PER_THREAD).collect::<Vec<_>>(), "writer {p}/{th}");
+        }
+    }
+}
+
+#[test]
+fn concurrent_appends_share_fsyncs() {
+    let t = TempJournal::new();
+    let journal = t.open();
+    std::thread::scope(|s| {
+        for thread in 0..16u16 {
+            let journal = &journal;
+            s.spawn(move || {
+                for seq in 0..50 {
+                    // Mix single appends and batches.
+                    if seq % 5 == 0 {
+                        let batch: Vec<_> =
+                            (0..3).map(|i| tagged(1, thread, seq * 10 + i)).collect();
+                        journal.append_batch(&batch).unwrap();
+                    } else {
+                        journal.append(&tagged(0, thread, seq)).unwrap();
+                    }
+                }
+            });
+        }
+    });
+    let stats = journal.stats();
+    assert_eq!(stats.records, 16 * (40 + 10 * 3));
+    assert_eq!(stats.syncs, stats.batches);
+    // 800 appends from 16 threads: group commit must have batched some of them. (How much is
+    // a matter for the benchmark, not for a test on a noisy machine.)
+    assert!(stats.batches < 800, "{stats:?}");
+    assert!(stats.largest_batch > 1, "{stats:?}");
+    let visits = t.visits();
+    assert_eq!(visits.len() as u64, stats.records);
+    for thread in 0..16 {
+        let singles: Vec<u32> = visits
+            .iter()
+            .map(tag)
+            .filter(|t| t.0 == 0 && t.1 == thread)
+            .map(|t| t.2)
+            .collect();
+        assert_eq!(singles, (0..50).filter(|s| s % 5 != 0).collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,197 @@
+//! Reading: streaming, corrupt lines, tail, count, verify and raw text.
+
+use std::io::Read;
+
+use visit_journal::{Error, Reader, Report};
+
+use crate::support::*;
+
+const GOOD: &str = "2026-11-26T10:44:36.123+03:00 - 10.0.0.7\n";
+
+#[test]
+fn an_empty_or_missing_journal() {
+    let t = TempJournal::with_bytes(b"");
+    assert!(t.read().is_empty());
+    let missing = t.dir.path().join("nope.txt");
+    let err = Reader::open(&missing).unwrap_err();
+    assert!(matches!(err, Error::Io { op: "open", .. }), "{err}");
+    assert_eq!(err.path(), Some(missing.as_path()));
+}
+
+#[test]
+fn a_torn_tail_is_never_returned() {
+    let t = TempJournal::with_bytes(format!("{GOOD}2026-11-26T10:44:36.1").as_bytes());
+    assert_eq!(t.read().len(), 1);
+    let mut text = String::new();
+    Reader::open(&t.path)
+        .unwrap()
+        .into_text()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text, GOOD);
+    assert_eq!(Reader::open(&t.path).unwrap().count_lines().unwrap(), 1);
+}
+
+#[test]
+fn a_corrupt_line_is_reported_with_its_number_and_offset_and_reading_goes_on() {
+    let file = format!("{GOOD}{GOOD}garbage here\n\n{GOOD}");
+    let t = TempJournal::with_bytes(file.as_bytes());
+    let items = t.read();
+    assert_eq!(items.len(), 5);
+    let path = t.path.display();
+    let at = 2 * GOOD.len();
+    assert_eq!(
+        items[2],
+        Err(format!(
+            "{path}:3: bad record at byte {at}: missing ' - ' between time and address"
+        ))
+    );
+    assert_eq!(
+        items[3],
+        Err(format!(
+            "{path}:4: bad record at byte {}: empty line",
+            at + 13
+        ))
+    );
+    assert!(items[4].is_ok());
+}
+
+#[test]
+fn an_enormous_line_is_reported_without_buffering_it() {
+    let mut file = GOOD.to_string();
+    file.push_str(&"9".repeat(1 << 20));
+    file.push('\n');
+    file.push_str(GOOD);
+    let t = TempJournal::with_bytes(file.as_bytes());
+    let items = t.read();
+    assert_eq!(items.len(), 3);
+    assert!(
+        items[1]
+            .as_ref()
+            .unwrap_err()
+            .ends_with(":2: bad record at byte 41: line too long")
+    );
+    assert!(items[2].is_ok());
+}
+
+#[test]
+fn nul_bytes_inside_the_file_are_corruption() {
+    let file = format!("{GOOD}\0\0\0\0\n{GOOD}");
+    let t = TempJournal::with_bytes(file.as_bytes());
+    let items = t.read();
+    assert!(items[1].as_ref().unwrap_err().contains("NUL byte"));
+    assert!(items[2].is_ok());
+}
+
+#[test]
+fn tail_reads_backwards_across_chunks() {
+    let t = TempJournal::new();
+    let all = visits(0..5000); // about 200 KiB: several read chunks
+    t.open_fast().append_batch(&all).unwrap();
+    for n in [0u64, 1, 2, 1499, 1500, 1501, 4999, 5000, 5001, 100_000] {
+        let mut r = Reader::open(&t.path).unwrap();
+        let left = r.tail(n).unwrap();
+        let got: Vec<_> = r.map(Result::unwrap).collect();
+        let want = &all[all.len() - (n as usize).min(all.len())..];
+        assert_eq!(got, want, "tail({n})");
+        assert_eq!(left, want.len() as u64);
+    }
+}
+
+#[test]
+fn tail_ignores_a_torn_tail_and_numbers_a_corrupt_line() {
+    let file = format!("{GOOD}oops\n{GOOD}{GOOD}2026-");
+    let t = TempJournal::with_bytes(file.as_bytes());
+    let mut r = Reader::open(&t.path).unwrap();
+    assert_eq!(r.tail(3).unwrap(), 3);
+    let items: Vec<_> = r.map(|r| r.map_err(|e| e.to_string())).collect();
+    assert_eq!(items.len(), 3);
+    assert!(
+        items[0]
+            .as_ref()
+            .unwrap_err()
+            .contains(":2: bad record at byte 41"),
+        "{items:?}"
+    );
+}
+
+#[test]
+fn count_and_verify() {
+    let file = format!("{GOOD}{GOOD}not a visit\n{GOOD}2026-11");
+    let t = TempJournal::with_bytes(file.as_bytes());
+    assert_eq!(Reader::open(&t.path).unwrap().count_lines().unwrap(), 4);
+    let report = Reader::open(&t.path).unwrap().verify().unwrap();
+    assert_eq!(report.records, 3);
+    assert_eq!(report.corrupt_lines, 1);
+    assert_eq!(report.torn_tail_bytes, 7);
+    assert_eq!(report.bytes, (file.len() - 7) as u64);
+    assert!(!report.is_clean());
+    assert!(matches!(report.errors[0], Error::Corrupt { line: 3, .. }));
+}
+
+#[test]
+fn verify_keeps_the_first_errors_and_counts_all() {
+    let t = TempJournal::with_bytes("x\n".repeat(Report::MAX_ERRORS + 50).as_bytes());
+    let report = Reader::open(&t.path).unwrap().verify().unwrap();
+    assert_eq!(report.corrupt_lines, Report::MAX_ERRORS as u64 + 50);
+    assert_eq!(report.errors.len(), Report::MAX_ERRORS);
+}
+
+#[test]
+fn into_text_is_the_file_byte_for_byte_from_where_the_reader_is() {
+    let t = TempJournal::new();
+    let all = visits(0..4000);
+    t.open_fast().append_batch(&all).unwrap();
+    let mut bytes = t.bytes();
+    bytes.extend_from_slice(b"2026-11-26T1"); // torn tail
+    t.write(&bytes);
+    let whole = &bytes[..bytes.len() - 12];
+
+    let mut text = Vec::new();
+    Reader::open(&t.path)
+        .unwrap()
+        .into_text()
+        .read_to_end(&mut text)
+        .unwrap();
+    assert_eq!(text, whole);
+
+    // After reading some records, the text goes on from the next one.
+    let mut r = Reader::open(&t.path).unwrap();
+    for _ in 0..1234 {
+        r.next().unwrap().unwrap();
+    }
+    let mut text = Vec::new();
+    r.into_text().read_to_end(&mut text).unwrap();
+    assert_eq!(text, lines(&all[1234..]).as_bytes());
+
+    // After tail.
+    let mut r = Reader::open(&t.path).unwrap();
+    r.tail(3).unwrap();
+    let mut text = String::new();
+    r.into_text().read_to_string(&mut text).unwrap();
+    assert_eq!(text, lines(&all[3997..]));
+}
+
+#[test]
+fn a_reader_stops_where_the_file_ended_when_it_was_opened() {
+    let t = TempJournal::new();
+    let journal = t.open_fast();
+    journal.append_batch(&visits(0..3)).unwrap();
+    let reader = Reader::open(&t.path).unwrap();
+    journal.append_batch(&visits(3..6)).unwrap();
+    assert_eq!(reader.count(), 3);
+    assert_eq!(journal.count().unwrap(), 6);
+    assert_eq!(journal.tail(2).unwrap(), visits(4..6));
+}
+
+#[test]
+fn read_visit_reuses_the_callers_value() {
+    let t = TempJournal::with_bytes(format!("{GOOD}bad\n{GOOD}").as_bytes());
+    let mut r = Reader::open(&t.path).unwrap();
+    let mut v = visit(0);
+    assert!(r.read_visit(&mut v).unwrap());
+    assert_eq!(v.to_string(), GOOD.trim_end());
+    assert!(r.read_visit(&mut v).unwrap_err().is_corrupt());
+    assert!(r.read_visit(&mut v).unwrap());
+    assert!(!r.read_visit(&mut v).unwrap());
+}
