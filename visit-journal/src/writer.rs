@@ -3,11 +3,18 @@
 //! # How group commit works
 //!
 //! Appenders put their encoded records into the *open batch* under the state mutex. One of
-//! them becomes the *leader*: it takes the open batch, leaves the mutex, and does the I/O —
-//! `flock`, cut a torn tail, one `write`, `funlock`, one `fdatasync` — then publishes the
-//! outcome and wakes everyone. Meanwhile the others keep filling the next open batch; the
-//! first of them to find no leader at work leads it. So one `write` and one `fdatasync` serve
-//! every append that arrived during the previous fsync, and no mutex is held across I/O.
+//! them becomes the *leader*: it takes the whole open batch, leaves the mutex and does the
+//! I/O — `flock`, cut a torn tail, one `write` (rolled back on failure), `funlock`, one
+//! `fdatasync` — then publishes the outcome to every appender of the batch and wakes them.
+//! Records that arrive meanwhile fill the next open batch, which the first appender to find
+//! no leader at work leads. No mutex is held across I/O; there is no background thread.
+//!
+//! Appenders that wait for an fsync come back together when it ends, so the first of them to
+//! return would lead a batch of one while the rest are still waking up. A leader therefore
+//! *lingers* briefly before taking the batch, until as many appends have arrived as the last
+//! batch carried, for at most half an fsync (and never more than [`MAX_LINGER`]). A lone
+//! appender never lingers; under load, one `write` and one `fdatasync` serve nearly every
+//! concurrent appender.
 //!
 //! Only this module calls `sync_data`.
 
@@ -16,8 +23,9 @@ use std::io;
 use std::mem;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::reader::Reader;
@@ -29,7 +37,7 @@ use crate::visit::{self, Visit};
 ///
 /// ```
 /// use visit_journal::Options;
-/// use std::time::Duration;
+/// use std::time::{Duration, Instant};
 ///
 /// # fn main() -> visit_journal::Result<()> {
 /// # let dir = tempfile::tempdir().unwrap();
@@ -147,57 +155,107 @@ pub struct Journal {
     options: Options,
     /// Everything appenders coordinate on. Never held across I/O.
     state: Mutex<State>,
-    /// Signalled when a batch's outcome is published or the leader role frees up.
-    wake: Condvar,
     counters: Counters,
 }
 
 #[derive(Debug)]
 struct State {
     /// The open file. Replaced by [`Journal::reopen`]; the leader works on a clone of the
-    /// `Arc`, so a reopen never pulls the file from under a write.
+    /// `Arc`, and a reopen waits until no leader is at work.
     storage: Arc<dyn Storage>,
     /// Records waiting for the next leader.
     open: Batch,
-    /// True while one thread does I/O outside the mutex (a batch, a reopen or a probe).
-    /// At most one such thread at a time is what makes the `flock` on a shared file
-    /// descriptor exclude threads too: flock locks belong to the open file, not the thread.
+    /// True while a thread does I/O outside the mutex (a leader, a reopen or a probe). One at a
+    /// time is what makes the `flock` exclude threads too: flock locks belong to the open
+    /// file, not to the thread.
     busy: bool,
-    /// Set when an fsync failed (or a rollback could not be completed): the file may hold
-    /// bytes nobody can vouch for, so nothing more is acknowledged until a reopen.
+    /// Set when an fsync failed (or a failed write could not be rolled back): the file may
+    /// hold bytes nobody can vouch for, so nothing more is acknowledged until a reopen.
     poisoned: bool,
+    /// How many appends the last batch carried: in steady state the same callers come back,
+    /// so a leader lingers until as many have arrived.
+    last_calls: u64,
+    /// How long the last fsync took; bounds the linger.
+    last_sync: Duration,
+    /// The lingering leader, woken by the arrival it waits for.
+    lingering: Option<Thread>,
+    /// Threads waiting for `busy` to clear for a reopen or a probe.
+    idle_waiters: Vec<Thread>,
 }
 
-/// A batch's result, shared by all its appenders: filled once by its leader.
+/// A batch's result, shared by all its appenders: set once, by its leader.
 type Outcome = OnceLock<std::result::Result<(), Arc<Error>>>;
 
 #[derive(Debug, Default)]
 struct Batch {
     bytes: Vec<u8>,
     records: u64,
-    /// Filled once by the leader; every appender of the batch holds a clone and waits for it.
+    /// `append`/`append_batch` calls in the batch.
+    calls: u64,
+    /// Every appender of the batch holds a clone and waits for it to be set.
     outcome: Arc<Outcome>,
+    /// The appenders parked until the batch is finished (or until one of them is to lead it).
+    waiters: Vec<Thread>,
 }
 
-/// Ends a stretch of exclusive I/O: resets `busy` and wakes everyone, however the stretch
-/// ends. If a leader unwinds before publishing its batch's outcome, the batch fails (and the
-/// handle is poisoned, as nobody knows what reached the file), so followers never hang.
-struct Busy<'a> {
-    journal: &'a Journal,
-    /// The outcome a leader has not published yet.
-    unpublished: Option<Arc<Outcome>>,
-}
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        let mut state = self.journal.lock_state();
-        if let Some(outcome) = self.unpublished.take() {
-            state.poisoned = true;
-            let _ = outcome.set(Err(Arc::new(self.journal.poisoned())));
+impl Batch {
+    /// Publishes the outcome and wakes the batch's appenders. Only the leader that took the
+    /// batch finishes it, once, so `set` cannot fail.
+    fn finish(self, result: std::result::Result<(), Arc<Error>>) {
+        let _ = self.outcome.set(result);
+        for waiter in self.waiters {
+            waiter.unpark();
         }
-        state.busy = false;
-        drop(state);
-        self.journal.wake.notify_all();
+    }
+}
+
+/// The most a leader lingers for appenders to come back.
+const MAX_LINGER: Duration = Duration::from_micros(500);
+
+/// A thread's turn at doing I/O (`busy`). Dropping it ends the turn; if the thread unwinds
+/// while it holds a batch, the batch fails and the handle is poisoned (nobody knows what
+/// reached the file), so its appenders never hang.
+struct Turn<'a> {
+    journal: &'a Journal,
+    /// The batch a leader has not finished yet.
+    batch: Option<Batch>,
+    /// Set when the turn was ended under a lock the owner already holds.
+    ended: bool,
+}
+
+impl Turn<'_> {
+    /// Ends the turn under the lock the caller holds.
+    fn end(mut self, state: &mut State) {
+        state.end_turn();
+        self.ended = true;
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        let mut state = self.journal.lock_state();
+        if let Some(batch) = self.batch.take() {
+            state.poisoned = true;
+            batch.finish(Err(Arc::new(self.journal.poisoned())));
+        }
+        state.end_turn();
+    }
+}
+
+impl State {
+    /// Clears `busy` and wakes whoever waits for it: a reopen or probe, and one appender of
+    /// the open batch, to lead it.
+    fn end_turn(&mut self) {
+        self.busy = false;
+        for waiter in self.idle_waiters.drain(..) {
+            waiter.unpark();
+        }
+        if let Some(next) = self.open.waiters.first() {
+            next.unpark();
+        }
     }
 }
 
@@ -264,7 +322,15 @@ impl Journal {
     }
 
     fn open_with(path: &Path, options: Options) -> Result<Journal> {
-        let storage = open_storage(path)?;
+        Journal::with_storage(path, options, open_storage(path)?)
+    }
+
+    /// A journal whose file operations go through `storage` (tests inject faults here).
+    pub(crate) fn with_storage(
+        path: &Path,
+        options: Options,
+        storage: Arc<dyn Storage>,
+    ) -> Result<Journal> {
         let journal = Journal {
             path: path.to_path_buf(),
             options,
@@ -273,8 +339,11 @@ impl Journal {
                 open: Batch::default(),
                 busy: false,
                 poisoned: false,
+                last_calls: 0,
+                last_sync: Duration::ZERO,
+                lingering: None,
+                idle_waiters: Vec::new(),
             }),
-            wake: Condvar::new(),
             counters: Counters::default(),
         };
         journal.repair_on_open(&*storage)?;
@@ -339,8 +408,12 @@ impl Journal {
         self.commit(&bytes, visits.len() as u64)
     }
 
-    /// Adds `bytes` (whole records) to the open batch and waits until a leader has written and
-    /// synced it, leading it ourselves if nobody else does.
+    /// Adds `bytes` (whole records) to the open batch and waits until a leader has written
+    /// and synced it, leading it ourselves if nobody else does.
+    ///
+    /// Waiting is `park`/`unpark` rather than a condition variable: a finished batch wakes
+    /// exactly its own appenders, and they return without touching the state mutex, so under
+    /// load the appenders coming back do not queue up on it.
     fn commit(&self, bytes: &[u8], records: u64) -> Result<()> {
         let mut state = self.lock_state();
         if state.poisoned {
@@ -348,69 +421,107 @@ impl Journal {
         }
         state.open.bytes.extend_from_slice(bytes);
         state.open.records += records;
+        state.open.calls += 1;
+        if state.open.calls >= state.last_calls {
+            // The arrival a lingering leader waits for (only this one wakes it).
+            if let Some(leader) = state.lingering.take() {
+                leader.unpark();
+            }
+        }
         let outcome = Arc::clone(&state.open.outcome);
+        let mut registered = false;
         loop {
             if let Some(result) = outcome.get() {
                 return result.clone().map_err(|e| duplicate(&e));
             }
-            if !state.busy && Arc::ptr_eq(&state.open.outcome, &outcome) {
-                if state.poisoned {
-                    // The fsync of an earlier batch failed while ours was filling.
-                    let batch = mem::take(&mut state.open);
-                    let _ = batch.outcome.set(Err(Arc::new(self.poisoned())));
-                    self.wake.notify_all();
-                    continue;
-                }
+            let open = Arc::ptr_eq(&state.open.outcome, &outcome);
+            if open && !state.busy {
                 state = self.lead(state);
                 continue;
             }
-            state = self
-                .wake
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+            if !registered {
+                // Only while the batch is open: a leader takes the list with the batch.
+                debug_assert!(
+                    open,
+                    "an appender registers in the critical section it enqueues in"
+                );
+                state.open.waiters.push(thread::current());
+                registered = true;
+            }
+            drop(state);
+            thread::park();
+            if let Some(result) = outcome.get() {
+                return result.clone().map_err(|e| duplicate(&e));
+            }
+            state = self.lock_state();
         }
     }
 
-    /// Writes and syncs the open batch outside the mutex, then publishes its outcome.
+    /// Lingers for the batch to fill, then writes and syncs it outside the mutex and publishes
+    /// its outcome.
     fn lead<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        let batch = mem::take(&mut state.open);
-        let storage = Arc::clone(&state.storage);
         state.busy = true;
-        drop(state);
-        let mut busy = Busy {
+        let mut turn = Turn {
             journal: self,
-            unpublished: Some(Arc::clone(&batch.outcome)),
+            batch: None,
+            ended: false,
+        };
+        if self.options.sync && state.open.calls < state.last_calls {
+            let deadline = Instant::now() + state.last_sync.min(MAX_LINGER);
+            while state.open.calls < state.last_calls {
+                let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                    break;
+                };
+                state.lingering = Some(thread::current());
+                drop(state);
+                thread::park_timeout(left);
+                state = self.lock_state();
+            }
+            state.lingering = None;
+        }
+        let batch = turn.batch.insert(mem::take(&mut state.open));
+        state.last_calls = batch.calls;
+        let storage = Arc::clone(&state.storage);
+        let poisoned = state.poisoned;
+        drop(state);
+
+        let result = if poisoned {
+            // An fsync failed while this batch was filling.
+            Err(self.poisoned())
+        } else {
+            self.write_batch(&*storage, &batch.bytes).and_then(|()| {
+                let started = Instant::now();
+                self.sync(&*storage).map(|()| started.elapsed())
+            })
         };
 
-        let result = self.write_batch(&*storage, &batch.bytes);
+        let mut state = self.lock_state();
         let c = &self.counters;
-        match &result {
-            Ok(()) => {
+        let batch = turn.batch.take().unwrap_or_default();
+        match result {
+            Ok(sync_time) => {
+                state.last_sync = sync_time;
                 c.records.fetch_add(batch.records, Relaxed);
                 c.bytes.fetch_add(batch.bytes.len() as u64, Relaxed);
                 c.batches.fetch_add(1, Relaxed);
                 c.largest_batch.fetch_max(batch.records, Relaxed);
+                batch.finish(Ok(()));
             }
-            Err(_) => {
+            Err(e) => {
                 c.failed_batches.fetch_add(1, Relaxed);
+                // Poison before publishing: an appender that sees the failure and appends
+                // again must find the handle poisoned.
+                if e.is_poisoned() {
+                    state.poisoned = true;
+                }
+                batch.finish(Err(Arc::new(e)));
             }
         }
-        {
-            // Poison before publishing: an appender that sees the failure and appends again
-            // must find the handle poisoned.
-            let mut state = self.lock_state();
-            if result.as_ref().is_err_and(Error::is_poisoned) {
-                state.poisoned = true;
-            }
-            // Only the leader of a batch sets its outcome, once: `set` cannot fail.
-            let _ = batch.outcome.set(result.map_err(Arc::new));
-        }
-        busy.unpublished = None;
-        drop(busy);
-        self.lock_state()
+        turn.end(&mut state);
+        state
     }
 
-    /// The leader's I/O for one batch: lock, cut a torn tail, write, unlock, sync.
+    /// The leader's I/O for one batch before the fsync: lock, cut a torn tail, write, unlock.
     fn write_batch(&self, storage: &dyn Storage, bytes: &[u8]) -> Result<()> {
         let lock = self.lock_file(storage)?;
         let written = self
@@ -423,8 +534,7 @@ impl Journal {
         written?;
         // If unlocking failed, the lock is released only when the file is closed: the error
         // poisons the handle (see `Error::is_poisoned`), and reopening is the way out.
-        unlocked?;
-        self.sync(storage)
+        unlocked
     }
 
     /// Writes `bytes` at the end (`start`); on failure truncates back to `start`.
@@ -596,18 +706,19 @@ impl Journal {
     fn exclusive<T>(&self, op: impl FnOnce(&dyn Storage, bool) -> Result<T>) -> Result<T> {
         let mut state = self.lock_state();
         while state.busy {
-            state = self
-                .wake
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+            state.idle_waiters.push(thread::current());
+            drop(state);
+            thread::park();
+            state = self.lock_state();
         }
         state.busy = true;
         let storage = Arc::clone(&state.storage);
         let poisoned = state.poisoned;
         drop(state);
-        let _busy = Busy {
+        let _turn = Turn {
             journal: self,
-            unpublished: None,
+            batch: None,
+            ended: false,
         };
         op(&*storage, poisoned)
     }
@@ -677,29 +788,6 @@ impl Journal {
 
     fn io(&self, op: &'static str, source: io::Error) -> Error {
         Error::io(op, &self.path, source)
-    }
-
-    /// Test hook: a journal whose file operations go through `storage`.
-    #[cfg(test)]
-    pub(crate) fn with_storage(
-        path: &Path,
-        options: Options,
-        storage: Arc<dyn Storage>,
-    ) -> Result<Journal> {
-        let journal = Journal {
-            path: path.to_path_buf(),
-            options,
-            state: Mutex::new(State {
-                storage: Arc::clone(&storage),
-                open: Batch::default(),
-                busy: false,
-                poisoned: false,
-            }),
-            wake: Condvar::new(),
-            counters: Counters::default(),
-        };
-        journal.repair_on_open(&*storage)?;
-        Ok(journal)
     }
 }
 

@@ -93,7 +93,7 @@ fn concurrent_appends_share_fsyncs() {
     });
     let stats = journal.stats();
     assert_eq!(stats.records, 16 * (40 + 10 * 3));
-    assert_eq!(stats.syncs, stats.batches);
+    assert!(stats.syncs <= stats.batches, "{stats:?}");
     // 800 appends from 16 threads: group commit must have batched some of them. (How much is
     // a matter for the benchmark, not for a test on a noisy machine.)
     assert!(stats.batches < 800, "{stats:?}");
