@@ -12,9 +12,9 @@
 //! Appenders that wait for an fsync come back together when it ends, so the first of them to
 //! return would lead a batch of one while the rest are still waking up. A leader therefore
 //! *lingers* briefly before taking the batch, until as many appends have arrived as the last
-//! batch carried, for at most half an fsync (and never more than [`MAX_LINGER`]). A lone
-//! appender never lingers; under load, one `write` and one `fdatasync` serve nearly every
-//! concurrent appender.
+//! batch carried, for at most as long as the last fsync took (and never more than
+//! [`MAX_LINGER`]). A lone appender never lingers; under load, one `write` and one
+//! `fdatasync` serve nearly every concurrent appender.
 //!
 //! Only this module calls `sync_data`.
 
