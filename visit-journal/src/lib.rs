@@ -26,7 +26,7 @@
 //!   records, the line and byte.
 //! - [`Stats`] and [`Report`]: counters of a journal handle, and what `verify` found.
 //!
-//! # Quick start
+//! # Example
 //!
 //! ```
 //! use visit_journal::{Journal, Reader, Visit};
@@ -51,7 +51,7 @@
 //! # }
 //! ```
 //!
-//! # Guarantees
+//! # Durability
 //!
 //! - **Acknowledged means durable.** [`Journal::append`] returns `Ok` only after an
 //!   `fdatasync` that covered the record (and everything before it). When the file or its
