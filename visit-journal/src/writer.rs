@@ -179,7 +179,8 @@ struct State {
     last_sync: Duration,
     /// The lingering leader, woken by the arrival it waits for.
     lingering: Option<Thread>,
-    /// Threads waiting for `busy` to clear for a reopen or a probe.
+    /// Threads waiting for `busy` to clear for a reopen or a probe. While any waits, no new
+    /// leader starts, so a steady stream of appends cannot starve them.
     idle_waiters: Vec<Thread>,
 }
 
@@ -250,10 +251,9 @@ impl State {
     /// the open batch, to lead it.
     fn end_turn(&mut self) {
         self.busy = false;
-        for waiter in self.idle_waiters.drain(..) {
-            waiter.unpark();
-        }
-        if let Some(next) = self.open.waiters.first() {
+        if let Some(next) = self.idle_waiters.first() {
+            next.unpark(); // It goes first; the others stay registered, so leaders keep out.
+        } else if let Some(next) = self.open.waiters.first() {
             next.unpark();
         }
     }
@@ -435,7 +435,7 @@ impl Journal {
                 return result.clone().map_err(|e| duplicate(&e));
             }
             let open = Arc::ptr_eq(&state.open.outcome, &outcome);
-            if open && !state.busy {
+            if open && !state.busy && state.idle_waiters.is_empty() {
                 state = self.lead(state);
                 continue;
             }
@@ -705,12 +705,16 @@ impl Journal {
     /// Waits until no other thread does I/O on the journal, then runs `op` as the only one.
     fn exclusive<T>(&self, op: impl FnOnce(&dyn Storage, bool) -> Result<T>) -> Result<T> {
         let mut state = self.lock_state();
+        let me = thread::current();
         while state.busy {
-            state.idle_waiters.push(thread::current());
+            if !state.idle_waiters.iter().any(|t| t.id() == me.id()) {
+                state.idle_waiters.push(me.clone());
+            }
             drop(state);
             thread::park();
             state = self.lock_state();
         }
+        state.idle_waiters.retain(|t| t.id() != me.id());
         state.busy = true;
         let storage = Arc::clone(&state.storage);
         let poisoned = state.poisoned;

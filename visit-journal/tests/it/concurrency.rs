@@ -110,3 +110,33 @@ fn concurrent_appends_share_fsyncs() {
         assert_eq!(singles, (0..50).filter(|s| s % 5 != 0).collect::<Vec<_>>());
     }
 }
+
+#[test]
+fn reopen_and_probe_are_not_starved_by_a_stream_of_appends() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let t = TempJournal::new();
+    let journal = t.open();
+    let stop = AtomicBool::new(false);
+    let appended: u32 = std::thread::scope(|s| {
+        let writers: Vec<_> = (0..8u16)
+            .map(|thread| {
+                let (journal, stop) = (&journal, &stop);
+                s.spawn(move || {
+                    let mut seq = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        journal.append(&tagged(0, thread, seq)).unwrap();
+                        seq += 1;
+                    }
+                    seq
+                })
+            })
+            .collect();
+        for _ in 0..20 {
+            journal.check_writable().unwrap();
+            journal.reopen().unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        writers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    assert_eq!(t.visits().len(), appended as usize);
+}
