@@ -10,3 +10,4 @@
 mod support;
 
 mod append_and_read;
+mod many_writers;
