@@ -10,4 +10,5 @@
 mod support;
 
 mod append_and_read;
+mod crash_and_recover;
 mod many_writers;
