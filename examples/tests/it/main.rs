@@ -12,3 +12,4 @@ mod support;
 mod append_and_read;
 mod crash_and_recover;
 mod many_writers;
+mod verify;
