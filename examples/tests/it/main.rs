@@ -12,4 +12,5 @@ mod support;
 mod append_and_read;
 mod crash_and_recover;
 mod many_writers;
+mod tiny_counter;
 mod verify;
