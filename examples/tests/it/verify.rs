@@ -179,37 +179,34 @@ fn a_long_unterminated_file_is_not_a_torn_record() {
     )]);
 }
 
+/// Asserts that `verify PATH` and `verify --repair PATH` both exit 2 with the library's message.
+fn assert_refused(path: &Path, message: &str) {
+    for args in [&[arg(path)][..], &["--repair", arg(path)]] {
+        let out = verify(args);
+        assert_eq!(out.code(), 2, "{out:#?}");
+        assert_eq!(out.stderr, format!("verify: {message}\n"));
+    }
+}
+
 #[test]
 fn a_directory_is_refused_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    for args in [&[arg(dir.path())][..], &["--repair", arg(dir.path())]] {
-        let out = verify(args);
-        assert_eq!(out.code(), 2, "{out:#?}");
-        assert_eq!(
-            out.stderr,
-            format!(
-                "verify: cannot read {}: Is a directory (os error 21)\n",
-                dir.path().display()
-            )
-        );
-    }
+    let message = format!(
+        "cannot read {}: Is a directory (os error 21)",
+        dir.path().display()
+    );
+    assert_refused(dir.path(), &message);
 }
 
 #[test]
 fn a_missing_file_is_refused_with_exit_2_and_not_created() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("visits.txt");
-    for args in [&[arg(&path)][..], &["--repair", arg(&path)]] {
-        let out = verify(args);
-        assert_eq!(out.code(), 2, "{out:#?}");
-        assert_eq!(
-            out.stderr,
-            format!(
-                "verify: cannot open {}: No such file or directory (os error 2)\n",
-                path.display()
-            )
-        );
-    }
+    let p = path.display();
+    assert_refused(
+        &path,
+        &format!("cannot open {p}: No such file or directory (os error 2)"),
+    );
     assert!(!path.exists());
 }
 
