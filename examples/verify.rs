@@ -7,8 +7,8 @@
 //! ```
 //!
 //! Exit status: 0 if every line is a visit (a torn last line is fine: the next writer cuts it),
-//! 1 if some are not or the file ends in something that is not a torn record, 2 for bad usage
-//! or a file that cannot be read.
+//! 1 if some are not or the file ends in something that is not a torn record, 2 for bad usage,
+//! a file that cannot be read, or a report that cannot be written (piped into `head`, say).
 //!
 //! The file is streamed, never loaded: memory grows with the number of distinct addresses and
 //! days, not with the size of the file.
@@ -19,11 +19,11 @@
 )]
 
 use std::collections::{BTreeMap, HashMap};
-use std::error::Error as _;
 use std::ffi::OsString;
 use std::fmt::Display;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::ErrorKind::BrokenPipe;
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -59,10 +59,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match verify(&args) {
+    match verify(&args, &mut io::stdout().lock()) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
+            // Piped into `head`, say, which has read all it wanted: stop quietly.
+            if let Some(e) = e.downcast_ref::<io::Error>()
+                && e.kind() == BrokenPipe
+            {
+                return ExitCode::from(2);
+            }
             // The library's message names the file; its cause (the OS error) is the `source`.
             let mut msg = e.to_string();
             let mut cause = e.source();
@@ -71,7 +77,8 @@ fn main() -> ExitCode {
                 cause = c.source();
             }
             eprintln!("verify: {msg}");
-            ExitCode::from(if e.is_corrupt() { 1 } else { 2 })
+            let corrupt = e.downcast_ref().is_some_and(Error::is_corrupt);
+            ExitCode::from(if corrupt { 1 } else { 2 })
         }
     }
 }
@@ -108,8 +115,8 @@ fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, 
     }
 }
 
-/// Prints the report; `Ok(true)` if the file is clean.
-fn verify(args: &Args) -> visit_journal::Result<bool> {
+/// Writes the report to `out`; `Ok(true)` if the file is clean.
+fn verify(args: &Args, out: &mut impl Write) -> Result<bool, Box<dyn std::error::Error>> {
     let path = &args.path;
     // Open it for reading first: a missing file is an error here, whereas a journal opened for
     // writing would create it.
@@ -121,7 +128,7 @@ fn verify(args: &Args) -> visit_journal::Result<bool> {
             .lock_timeout(Duration::from_secs(10))
             .open(path)?;
         let cut = journal.stats().repaired_bytes;
-        println!("repaired {}: cut {cut} bytes", path.display());
+        writeln!(out, "repaired {}: cut {cut} bytes", path.display())?;
     }
 
     let mut reader = Reader::open(path)?;
@@ -141,15 +148,15 @@ fn verify(args: &Args) -> visit_journal::Result<bool> {
             Err(e) if e.is_corrupt() => {
                 corrupt += 1;
                 if corrupt <= SHOWN_ERRORS {
-                    println!("{e}");
+                    writeln!(out, "{e}")?;
                 }
             }
             // An I/O error ends the reading.
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
     if corrupt > SHOWN_ERRORS {
-        println!("... and {} more corrupt lines", corrupt - SHOWN_ERRORS);
+        writeln!(out, "... and {} more corrupt lines", corrupt - SHOWN_ERRORS)?;
     }
     // Nothing is left to read: `verify` now only measures what lies past the last complete line.
     let tail = reader.verify()?;
@@ -164,40 +171,54 @@ fn verify(args: &Args) -> visit_journal::Result<bool> {
             offset,
             reason,
         };
-        println!("{err}");
+        writeln!(out, "{err}")?;
     }
 
-    println!("{}:", path.display());
-    println!("  visits:         {records}");
-    println!("  corrupt lines:  {corrupt}");
+    writeln!(out, "{}:", path.display())?;
+    writeln!(out, "  visits:         {records}")?;
+    writeln!(out, "  corrupt lines:  {corrupt}")?;
     match (tail.torn_tail_bytes, refused) {
-        (0, _) => println!("  torn tail:      none"),
-        (n, None) => println!(
+        (0, _) => writeln!(out, "  torn tail:      none")?,
+        (n, None) => writeln!(
+            out,
             "  torn tail:      {n} bytes after the last complete line (readers ignore them; \
              the next writer, or --repair, cuts them)"
-        ),
-        (n, Some(_)) => println!("  torn tail:      {n} bytes that are not a torn record"),
+        )?,
+        (n, Some(_)) => writeln!(
+            out,
+            "  torn tail:      {n} bytes that are not a torn record"
+        )?,
     }
     if records > 0 {
-        print_counts(&per_day, per_ip, args.top);
+        print_counts(out, &per_day, per_ip, args.top)?;
     }
     Ok(corrupt == 0)
 }
 
-/// Prints the visits per day, and per address for the `top` busiest addresses.
-fn print_counts(per_day: &BTreeMap<impl Display, u64>, per_ip: HashMap<IpAddr, u64>, top: usize) {
-    println!("visits per day (each record's own date):");
+/// Writes the visits per day, and per address for the `top` busiest addresses.
+fn print_counts(
+    out: &mut impl Write,
+    per_day: &BTreeMap<impl Display, u64>,
+    per_ip: HashMap<IpAddr, u64>,
+    top: usize,
+) -> io::Result<()> {
+    writeln!(out, "visits per day (each record's own date):")?;
     for (day, n) in per_day {
-        println!("  {day}  {n:>8}");
+        writeln!(out, "  {day}  {n:>8}")?;
     }
     let mut busiest: Vec<_> = per_ip.into_iter().collect();
     // Most visits first; equal counts in address order, so the output is stable.
     busiest.sort_unstable_by(|(ip_a, a), (ip_b, b)| b.cmp(a).then(ip_a.cmp(ip_b)));
     let shown = top.min(busiest.len());
-    println!("visits per address (top {shown} of {}):", busiest.len());
+    writeln!(
+        out,
+        "visits per address (top {shown} of {}):",
+        busiest.len()
+    )?;
     for (ip, n) in &busiest[..shown] {
-        println!("  {n:>8}  {ip}");
+        writeln!(out, "  {n:>8}  {ip}")?;
     }
+    Ok(())
 }
 
 /// Why a writer would refuse to cut the `len` bytes after the last complete line (which starts

@@ -1,10 +1,11 @@
 //! `verify`: the checker's findings and exit codes on clean, corrupt, torn and foreign files.
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use tempfile::TempDir;
 
-use crate::support::{Output, arg, run};
+use crate::support::{Output, arg, example, finish, run};
 
 /// Five records: two offsets, three days (in the records' own offsets), the classic lab format.
 const CLEAN: &str = "\
@@ -240,4 +241,24 @@ fn help_prints_the_usage_and_exits_0() {
     verify(&["--help"])
         .assert_success()
         .assert_stdout_has(&["usage: verify [--repair] [--top N] PATH"]);
+}
+
+#[test]
+fn output_to_a_closed_pipe_stops_it_quietly() {
+    let (_dir, path) = file(CLEAN);
+    // As `verify visits.txt | head -0`: nobody reads the report.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let child = Command::new(example("verify"))
+        .arg(&path)
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = finish(child);
+    assert_eq!(
+        (out.code(), out.stderr.as_str()),
+        (2, ""),
+        "no panic, no message"
+    );
 }
