@@ -1,0 +1,253 @@
+//! Checks a visits file: reports corrupt lines with their line numbers, a torn tail, and counts
+//! visits per day and per address. `--repair` first cuts a torn tail, as a writer would.
+//!
+//! ```text
+//! kubectl exec pod/visit-server-0 -- cat /home/app/data/visits.txt > visits.txt
+//! cargo run --example verify -- [--repair] [--top N] visits.txt
+//! ```
+//!
+//! Exit status: 0 if every line is a visit (a torn last line is fine: the next writer cuts it),
+//! 1 if some are not or the file ends in something that is not a torn record, 2 for bad usage,
+//! a file that cannot be read, or a report that cannot be written (piped into `head`, say).
+//!
+//! The file is streamed, never loaded: memory grows with the number of distinct addresses and
+//! days, not with the size of the file.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line tool reports on stdout and complains on stderr"
+)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::fmt::Display;
+use std::fs::File;
+use std::io::ErrorKind::BrokenPipe;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use visit_journal::{Error, Options, Reader};
+
+const USAGE: &str = "usage: verify [--repair] [--top N] PATH
+
+Checks the visits file PATH: corrupt lines, torn tail, visits per day and per address.
+  --repair  first cut a torn tail (and power-loss debris near the end), under the lock
+  --top N   list the N busiest addresses (default 10)
+Exit status: 0 clean, 1 corrupt lines found, 2 bad usage or unreadable file.";
+
+/// How many corrupt lines are printed; the rest are only counted.
+const SHOWN_ERRORS: u64 = 20;
+
+struct Args {
+    repair: bool,
+    top: usize,
+    path: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args_os().skip(1)) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(msg) => {
+            eprintln!("verify: {msg}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match verify(&args, &mut io::stdout().lock()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            // Piped into `head`, say, which has read all it wanted: stop quietly.
+            if let Some(e) = e.downcast_ref::<io::Error>()
+                && e.kind() == BrokenPipe
+            {
+                return ExitCode::from(2);
+            }
+            // The library's message names the file; its cause (the OS error) is the `source`.
+            let mut msg = e.to_string();
+            let mut cause = e.source();
+            while let Some(c) = cause {
+                msg = format!("{msg}: {c}");
+                cause = c.source();
+            }
+            eprintln!("verify: {msg}");
+            let corrupt = e.downcast_ref().is_some_and(Error::is_corrupt);
+            ExitCode::from(if corrupt { 1 } else { 2 })
+        }
+    }
+}
+
+/// `Ok(None)` for `--help`.
+fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, String> {
+    let (mut repair, mut top, mut paths) = (false, 10, Vec::new());
+    while let Some(arg) = args.next() {
+        // A path need not be UTF-8; an option is.
+        match arg.to_str() {
+            Some("-h" | "--help") => return Ok(None),
+            Some("--repair") => repair = true,
+            Some("--top") => {
+                let n = args.next().unwrap_or_default();
+                top = n
+                    .to_str()
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| format!("--top needs a number, got {n:?}"))?;
+            }
+            // Everything after `--` is a path, even if it starts with a dash.
+            Some("--") => paths.extend(args.by_ref()),
+            Some(flag) if flag.starts_with('-') => return Err(format!("unknown option {flag}")),
+            _ => paths.push(arg),
+        }
+    }
+    match <[OsString; 1]>::try_from(paths) {
+        Ok([path]) => Ok(Some(Args {
+            repair,
+            top,
+            path: path.into(),
+        })),
+        Err(paths) if paths.is_empty() => Err("missing PATH".into()),
+        Err(paths) => Err(format!("one PATH only, got {}", paths.len())),
+    }
+}
+
+/// Writes the report to `out`; `Ok(true)` if the file is clean.
+fn verify(args: &Args, out: &mut impl Write) -> Result<bool, Box<dyn std::error::Error>> {
+    let path = &args.path;
+    // Open it for reading first: a missing file is an error here, whereas a journal opened for
+    // writing would create it.
+    Reader::open(path)?;
+    if args.repair {
+        // Opening a journal for writing repairs the end of the file, under the lock that every
+        // writer takes; a stuck writer makes us give up rather than wait forever.
+        let journal = Options::new()
+            .lock_timeout(Duration::from_secs(10))
+            .open(path)?;
+        let cut = journal.stats().repaired_bytes;
+        writeln!(out, "repaired {}: cut {cut} bytes", path.display())?;
+    }
+
+    let mut reader = Reader::open(path)?;
+    let (mut records, mut corrupt) = (0u64, 0u64);
+    let mut per_day = BTreeMap::new();
+    let mut per_ip = HashMap::new();
+    // `by_ref` keeps the reader, to ask it about the tail once the lines are read.
+    for visit in reader.by_ref() {
+        match visit {
+            Ok(visit) => {
+                records += 1;
+                // The date where the visit happened: the record's own UTC offset, not ours.
+                *per_day.entry(visit.at.date_naive()).or_insert(0u64) += 1;
+                *per_ip.entry(visit.ip).or_insert(0u64) += 1;
+            }
+            // `path:line: bad record at byte N: reason`; the reader goes on with the next line.
+            Err(e) if e.is_corrupt() => {
+                corrupt += 1;
+                if corrupt <= SHOWN_ERRORS {
+                    writeln!(out, "{e}")?;
+                }
+            }
+            // An I/O error ends the reading.
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if corrupt > SHOWN_ERRORS {
+        writeln!(out, "... and {} more corrupt lines", corrupt - SHOWN_ERRORS)?;
+    }
+    // Nothing is left to read: `verify` now only measures what lies past the last complete line.
+    let tail = reader.verify()?;
+    let refused = not_a_torn_record(path, tail.bytes, tail.torn_tail_bytes)?;
+    if let Some(reason) = refused {
+        // Reported like a corrupt line, in the library's words: a writer would refuse to cut it.
+        corrupt += 1;
+        let (line, offset) = (records + corrupt, tail.bytes);
+        let err = Error::Corrupt {
+            path: path.clone(),
+            line,
+            offset,
+            reason,
+        };
+        writeln!(out, "{err}")?;
+    }
+
+    writeln!(out, "{}:", path.display())?;
+    writeln!(out, "  visits:         {records}")?;
+    writeln!(out, "  corrupt lines:  {corrupt}")?;
+    match (tail.torn_tail_bytes, refused) {
+        (0, _) => writeln!(out, "  torn tail:      none")?,
+        (n, None) => writeln!(
+            out,
+            "  torn tail:      {n} bytes after the last complete line (readers ignore them; \
+             the next writer, or --repair, cuts them)"
+        )?,
+        (n, Some(_)) => writeln!(
+            out,
+            "  torn tail:      {n} bytes that are not a torn record"
+        )?,
+    }
+    if records > 0 {
+        print_counts(out, &per_day, per_ip, args.top)?;
+    }
+    Ok(corrupt == 0)
+}
+
+/// Writes the visits per day, and per address for the `top` busiest addresses.
+fn print_counts(
+    out: &mut impl Write,
+    per_day: &BTreeMap<impl Display, u64>,
+    per_ip: HashMap<IpAddr, u64>,
+    top: usize,
+) -> io::Result<()> {
+    writeln!(out, "visits per day (each record's own date):")?;
+    for (day, n) in per_day {
+        writeln!(out, "  {day}  {n:>8}")?;
+    }
+    let mut busiest: Vec<_> = per_ip.into_iter().collect();
+    // Most visits first; equal counts in address order, so the output is stable.
+    busiest.sort_unstable_by(|(ip_a, a), (ip_b, b)| b.cmp(a).then(ip_a.cmp(ip_b)));
+    let shown = top.min(busiest.len());
+    writeln!(
+        out,
+        "visits per address (top {shown} of {}):",
+        busiest.len()
+    )?;
+    for (ip, n) in &busiest[..shown] {
+        writeln!(out, "  {n:>8}  {ip}")?;
+    }
+    Ok(())
+}
+
+/// Why a writer would refuse to cut the `len` bytes after the last complete line (which starts
+/// at `start`) as a torn record, if it would: they are more than 4 KiB, or hold bytes no record
+/// has. This is the rule of the library's docs ("Crash recovery"), which the library applies
+/// only when it opens a file for writing; here it is checked without writing.
+fn not_a_torn_record(
+    path: &Path,
+    start: u64,
+    len: u64,
+) -> visit_journal::Result<Option<&'static str>> {
+    // "An unterminated last line longer than 4 KiB [...] is refused."
+    if len > 4096 {
+        return Ok(Some(
+            "unterminated last line is too long to be a torn record",
+        ));
+    }
+    let mut tail = Vec::new();
+    File::open(path)
+        .and_then(|mut file| {
+            file.seek(SeekFrom::Start(start))?;
+            file.take(len).read_to_end(&mut tail)
+        })
+        .map_err(|source| Error::Io {
+            op: "read",
+            path: path.to_path_buf(),
+            source,
+        })?;
+    // Records are digits, letters, spaces and `.:+-`; NUL bytes are power-loss debris.
+    let record_byte = |b: &u8| b.is_ascii_alphanumeric() || b" .:+-\0".contains(b);
+    Ok((!tail.iter().all(record_byte)).then_some("unterminated last line is not a torn record"))
+}
