@@ -21,11 +21,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fmt::Display;
-use std::fs::File;
 use std::io::ErrorKind::BrokenPipe;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -118,13 +117,12 @@ fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, 
 /// Writes the report to `out`; `Ok(true)` if the file is clean.
 fn verify(args: &Args, out: &mut impl Write) -> Result<bool, Box<dyn std::error::Error>> {
     let path = &args.path;
-    // Open it for reading first: a missing file is an error here, whereas a journal opened for
-    // writing would create it.
-    Reader::open(path)?;
     if args.repair {
         // Opening a journal for writing repairs the end of the file, under the lock that every
-        // writer takes; a stuck writer makes us give up rather than wait forever.
+        // writer takes; a stuck writer makes us give up rather than wait forever, and a missing
+        // file is an error rather than a new journal.
         let journal = Options::new()
+            .create(false)
             .lock_timeout(Duration::from_secs(10))
             .open(path)?;
         let cut = journal.stats().repaired_bytes;
@@ -158,26 +156,18 @@ fn verify(args: &Args, out: &mut impl Write) -> Result<bool, Box<dyn std::error:
     if corrupt > SHOWN_ERRORS {
         writeln!(out, "... and {} more corrupt lines", corrupt - SHOWN_ERRORS)?;
     }
-    // Nothing is left to read: `verify` now only measures what lies past the last complete line.
-    let tail = reader.verify()?;
-    let refused = not_a_torn_record(path, tail.bytes, tail.torn_tail_bytes)?;
-    if let Some(reason) = refused {
-        // Reported like a corrupt line, in the library's words: a writer would refuse to cut it.
+    // Would a writer cut the unterminated end, or refuse it? Asked without writing.
+    let refused = reader.check_tail()?;
+    if let Some(err) = &refused {
+        // Reported like a corrupt line, in the library's words.
         corrupt += 1;
-        let (line, offset) = (records + corrupt, tail.bytes);
-        let err = Error::Corrupt {
-            path: path.clone(),
-            line,
-            offset,
-            reason,
-        };
         writeln!(out, "{err}")?;
     }
 
     writeln!(out, "{}:", path.display())?;
     writeln!(out, "  visits:         {records}")?;
     writeln!(out, "  corrupt lines:  {corrupt}")?;
-    match (tail.torn_tail_bytes, refused) {
+    match (reader.torn_tail_bytes(), refused) {
         (0, _) => writeln!(out, "  torn tail:      none")?,
         (n, None) => writeln!(
             out,
@@ -219,35 +209,4 @@ fn print_counts(
         writeln!(out, "  {n:>8}  {ip}")?;
     }
     Ok(())
-}
-
-/// Why a writer would refuse to cut the `len` bytes after the last complete line (which starts
-/// at `start`) as a torn record, if it would: they are more than 4 KiB, or hold bytes no record
-/// has. This is the rule of the library's docs ("Crash recovery"), which the library applies
-/// only when it opens a file for writing; here it is checked without writing.
-fn not_a_torn_record(
-    path: &Path,
-    start: u64,
-    len: u64,
-) -> visit_journal::Result<Option<&'static str>> {
-    // "An unterminated last line longer than 4 KiB [...] is refused."
-    if len > 4096 {
-        return Ok(Some(
-            "unterminated last line is too long to be a torn record",
-        ));
-    }
-    let mut tail = Vec::new();
-    File::open(path)
-        .and_then(|mut file| {
-            file.seek(SeekFrom::Start(start))?;
-            file.take(len).read_to_end(&mut tail)
-        })
-        .map_err(|source| Error::Io {
-            op: "read",
-            path: path.to_path_buf(),
-            source,
-        })?;
-    // Records are digits, letters, spaces and `.:+-`; NUL bytes are power-loss debris.
-    let record_byte = |b: &u8| b.is_ascii_alphanumeric() || b" .:+-\0".contains(b);
-    Ok((!tail.iter().all(record_byte)).then_some("unterminated last line is not a torn record"))
 }

@@ -5,6 +5,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::repair::{self, Cut};
 use crate::storage::{CHUNK, FileStorage, Storage, count_newlines, last_line_end};
 use crate::visit::{MAX_LINE, Visit, parse_record};
 
@@ -91,15 +92,19 @@ pub struct Report {
     pub bytes: u64,
     /// Bytes after the last complete line: a torn tail, which the next writer cuts.
     pub torn_tail_bytes: u64,
+    /// Set if those bytes are not a torn record, so a writer would refuse to cut them: the
+    /// [`Error::Corrupt`] it would return (see [`Reader::check_tail`]).
+    pub unrepairable_tail: Option<Error>,
 }
 
 impl Report {
     /// How many corrupt lines [`Report::errors`] keeps.
     pub const MAX_ERRORS: usize = 100;
 
-    /// True if every complete line is a valid record.
+    /// True if every complete line is a valid record and the end, if unterminated, is a torn
+    /// record that the next writer will cut.
     pub fn is_clean(&self) -> bool {
-        self.corrupt_lines == 0
+        self.corrupt_lines == 0 && self.unrepairable_tail.is_none()
     }
 }
 
@@ -108,14 +113,19 @@ impl Reader {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if the file cannot be opened or read.
+    /// [`Error::Io`] if the file cannot be opened or read, or is not a regular file.
     pub fn open(path: impl AsRef<Path>) -> Result<Reader> {
         let path = path.as_ref();
         let io = |op, e| Error::io(op, path, e);
         let file = FileStorage {
             file: File::open(path).map_err(|e| io("open", e))?,
         };
-        let len = file.len().map_err(|e| io("stat", e))?;
+        let meta = file.file.metadata().map_err(|e| io("stat", e))?;
+        if !meta.is_file() {
+            let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file");
+            return Err(io("open", e));
+        }
+        let len = meta.len();
         let end = last_line_end(&file, len).map_err(|e| io("read", e))?;
         Ok(Reader {
             path: path.to_path_buf(),
@@ -134,6 +144,41 @@ impl Reader {
     /// The path this reader reads.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How many bytes followed the last complete line when the reader was opened: a torn
+    /// tail, which readers ignore and the next writer cuts (0 if the file ended with `\n`).
+    pub fn torn_tail_bytes(&self) -> u64 {
+        self.len - self.end
+    }
+
+    /// Judges the unterminated end of the file (as it was when the reader was opened) the way
+    /// a writer would, without writing: `None` if there is none or it is a torn record that
+    /// the next writer will cut; otherwise the [`Error::Corrupt`] with which
+    /// [`Journal::open`](crate::Journal::open) and appends would refuse to cut it (it is more
+    /// than 4 KiB, or holds bytes no record has).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if reading fails.
+    pub fn check_tail(&self) -> Result<Option<Error>> {
+        let mut tail = vec![0; (self.len - self.end).min(repair::MAX_TORN + 1) as usize];
+        crate::storage::read_exact_at(&self.file, &mut tail, self.end)
+            .map_err(|e| self.io("read", e))?;
+        let Cut::Refuse { offset, reason } = repair::torn_tail(self.end, self.len, &tail) else {
+            return Ok(None);
+        };
+        let line = match self.line {
+            // The reader has read every line: its count is at hand.
+            Some(line) if self.pos() == self.end => line,
+            _ => count_newlines(&self.file, 0, offset).map_err(|e| self.io("read", e))? + 1,
+        };
+        Ok(Some(Error::Corrupt {
+            path: self.path.clone(),
+            line,
+            offset,
+            reason,
+        }))
     }
 
     /// Moves the reader to the start of the last `n` complete lines, reading backwards from
@@ -233,7 +278,8 @@ impl Reader {
             corrupt_lines: 0,
             errors: Vec::new(),
             bytes: self.end,
-            torn_tail_bytes: self.len - self.end,
+            torn_tail_bytes: self.torn_tail_bytes(),
+            unrepairable_tail: None,
         };
         while let Some(item) = self.next_record() {
             match item {
@@ -247,6 +293,7 @@ impl Reader {
                 Err(e) => return Err(e),
             }
         }
+        report.unrepairable_tail = self.check_tail()?;
         Ok(report)
     }
 

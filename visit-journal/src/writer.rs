@@ -52,6 +52,7 @@ use crate::visit::{self, Visit};
 pub struct Options {
     sync: bool,
     lock_timeout: Option<Duration>,
+    create: bool,
 }
 
 impl Default for Options {
@@ -67,6 +68,7 @@ impl Options {
         Options {
             sync: true,
             lock_timeout: None,
+            create: true,
         }
     }
 
@@ -90,6 +92,15 @@ impl Options {
     /// process holds it on purpose (e.g. `flock visits.txt sleep 60`).
     pub fn lock_timeout(mut self, timeout: Duration) -> Options {
         self.lock_timeout = Some(timeout);
+        self
+    }
+
+    /// Whether opening creates a missing file (and its directories). Default: `true`.
+    ///
+    /// With `create(false)`, opening a missing journal fails with [`Error::Io`] (`NotFound`):
+    /// for tools that repair or append to an existing file and must not invent one.
+    pub fn create(mut self, create: bool) -> Options {
+        self.create = create;
         self
     }
 
@@ -322,7 +333,8 @@ impl Journal {
     }
 
     fn open_with(path: &Path, options: Options) -> Result<Journal> {
-        Journal::with_storage(path, options, open_storage(path)?)
+        let storage = open_storage(path, options.create)?;
+        Journal::with_storage(path, options, storage)
     }
 
     /// A journal whose file operations go through `storage` (tests inject faults here).
@@ -664,7 +676,7 @@ impl Journal {
                 // that holds no lock is harmless.
                 let _ = old.unlock();
             }
-            let storage = open_storage(&self.path)?;
+            let storage = open_storage(&self.path, self.options.create)?;
             self.repair_on_open(&*storage)?;
             // We are the only thread doing I/O: no leader holds the old storage.
             let mut state = self.lock_state();
@@ -809,8 +821,8 @@ fn write_all(storage: &dyn Storage, mut bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Opens the file for reading and appending, creating it and its directories as needed.
-fn open_storage(path: &Path) -> Result<Arc<dyn Storage>> {
+/// Opens the file for reading and appending, creating it and its directories if `create`.
+fn open_storage(path: &Path, create: bool) -> Result<Arc<dyn Storage>> {
     if path.as_os_str().is_empty() {
         return Err(Error::io(
             "open",
@@ -828,10 +840,14 @@ fn open_storage(path: &Path) -> Result<Arc<dyn Storage>> {
         }
         _ => {}
     }
-    let parent = parent_dir(path);
-    create_dirs(parent)?;
     let mut options = OpenOptions::new();
     options.read(true).append(true);
+    if !create {
+        let file = options.open(path).map_err(|e| Error::io("open", path, e))?;
+        return Ok(Arc::new(FileStorage { file }));
+    }
+    let parent = parent_dir(path);
+    create_dirs(parent)?;
     let file = match options.clone().create_new(true).open(path) {
         Ok(file) => {
             sync_dir(parent)?;

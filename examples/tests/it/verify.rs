@@ -192,10 +192,7 @@ fn assert_refused(path: &Path, message: &str) {
 #[test]
 fn a_directory_is_refused_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    let message = format!(
-        "cannot read {}: Is a directory (os error 21)",
-        dir.path().display()
-    );
+    let message = format!("cannot open {}: not a regular file", dir.path().display());
     assert_refused(dir.path(), &message);
 }
 

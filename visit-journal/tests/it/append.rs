@@ -199,3 +199,18 @@ fn foreign_records_appended_under_the_lock_are_kept() {
     assert_eq!(got[1], "2022-11-29T10:44:36.000+00:00 - ::1");
     assert_eq!(got.len(), 3);
 }
+
+#[test]
+fn create_false_opens_only_an_existing_journal() {
+    let t = TempJournal::new();
+    let err = Options::new().create(false).open(&t.path).unwrap_err();
+    assert!(matches!(err, Error::Io { op: "open", .. }), "{err}");
+    assert_eq!(
+        err.io_error().map(std::io::Error::kind),
+        Some(std::io::ErrorKind::NotFound)
+    );
+    assert!(!t.path.exists());
+    t.write(b"2026-11-26T10:4");
+    let journal = Options::new().create(false).open(&t.path).unwrap();
+    assert_eq!(journal.stats().repaired_bytes, 15);
+}

@@ -195,3 +195,38 @@ fn read_visit_reuses_the_callers_value() {
     assert!(r.read_visit(&mut v).unwrap());
     assert!(!r.read_visit(&mut v).unwrap());
 }
+
+#[test]
+fn check_tail_judges_the_end_as_a_writer_would_without_writing() {
+    // A torn record: the next writer cuts it.
+    let t = TempJournal::with_bytes(format!("{GOOD}2026-11-26T10:4").as_bytes());
+    let r = Reader::open(&t.path).unwrap();
+    assert_eq!(r.torn_tail_bytes(), 15);
+    assert!(r.check_tail().unwrap().is_none());
+    assert!(r.verify().unwrap().is_clean());
+
+    // Not a torn record: a writer would refuse, and verify says so.
+    let t = TempJournal::with_bytes(format!("{GOOD}{GOOD}\x7fELF\x02").as_bytes());
+    let r = Reader::open(&t.path).unwrap();
+    let err = r.check_tail().unwrap().expect("refused");
+    assert!(
+        matches!(
+            err,
+            Error::Corrupt {
+                line: 3,
+                offset: 82,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let report = r.verify().unwrap();
+    assert!(!report.is_clean());
+    assert_eq!(report.corrupt_lines, 0);
+    assert_eq!(
+        report.unrepairable_tail.map(|e| e.to_string()),
+        Some(err.to_string()),
+        "the same verdict, with the line number counted while reading"
+    );
+    assert_eq!(t.bytes().len(), 2 * GOOD.len() + 5, "nothing written");
+}
