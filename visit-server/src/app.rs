@@ -300,12 +300,16 @@ pub fn describe(e: &visit_journal::Error) -> String {
     text
 }
 
-/// Logs a journal error with its path and its cause chain.
+/// Logs a journal error with the journal's path and the error's cause chain (which names
+/// the directory, if a directory was the problem).
 pub fn log_journal_error(event: &str, path: &Path, e: &visit_journal::Error) {
     let cause = describe(e);
-    let path = e.path().unwrap_or(path).display();
+    let path = path.display();
     log::error(
         event,
-        &[("path", Value::Display(&path)), ("cause", Value::Str(&cause))],
+        &[
+            ("path", Value::Display(&path)),
+            ("cause", Value::Str(&cause)),
+        ],
     );
 }

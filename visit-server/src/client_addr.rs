@@ -176,7 +176,10 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
         return Some(sa.ip().to_canonical());
     }
     let inner = entry.strip_prefix('[')?.strip_suffix(']')?;
-    inner.parse::<Ipv6Addr>().ok().map(|ip| IpAddr::V6(ip).to_canonical())
+    inner
+        .parse::<Ipv6Addr>()
+        .ok()
+        .map(|ip| IpAddr::V6(ip).to_canonical())
 }
 
 /// The address to record for a request that arrived on a socket with no peer address (never
@@ -213,11 +216,7 @@ mod tests {
         let t = trusted(&["10.0.0.0/24", "192.168.1.1"]);
         // The client forged 6.6.6.6; the ingress appended the real client, 198.51.100.4; an
         // inner proxy appended the ingress.
-        let got = client_ip(
-            ip("192.168.1.1"),
-            ["6.6.6.6, 198.51.100.4", "10.0.0.5"],
-            &t,
-        );
+        let got = client_ip(ip("192.168.1.1"), ["6.6.6.6, 198.51.100.4", "10.0.0.5"], &t);
         assert_eq!(got, ip("198.51.100.4"));
     }
 
@@ -284,7 +283,14 @@ mod tests {
         assert!(v6.contains(ip("fd12::1")));
         assert_eq!(v6.to_string(), "fd00::/8");
         assert_eq!("10.0.0.7".parse::<IpNet>().unwrap().to_string(), "10.0.0.7");
-        for bad in ["10.0.0.0/33", "10.0.0.0/", "10.0.0.0/+8", "10.0.0.0/08", "x", ""] {
+        for bad in [
+            "10.0.0.0/33",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "10.0.0.0/08",
+            "x",
+            "",
+        ] {
             assert!(bad.parse::<IpNet>().is_err(), "{bad}");
         }
     }

@@ -218,7 +218,10 @@ where
             match env(opt.env) {
                 Some(v) if !v.is_empty() => {
                     let v = v.into_string().map_err(|_| {
-                        UsageError(format!("environment variable {} is not valid UTF-8", opt.env))
+                        UsageError(format!(
+                            "environment variable {} is not valid UTF-8",
+                            opt.env
+                        ))
                     })?;
                     (vec![v], opt.env)
                 }
@@ -383,13 +386,37 @@ mod tests {
             (&["--bogus"][..], &[][..], "unknown option --bogus"),
             (&["serve"], &[], "unexpected argument \"serve\""),
             (&["--listen"], &[], "--listen needs a value (ADDR)"),
-            (&["--listen", "localhost"], &[], "--listen: \"localhost\" is not"),
-            (&["--listen", "1:1", "--listen", "2:2"], &[], "--listen given twice"),
+            (
+                &["--listen", "localhost"],
+                &[],
+                "--listen: \"localhost\" is not",
+            ),
+            (
+                &["--listen", "1:1", "--listen", "2:2"],
+                &[],
+                "--listen given twice",
+            ),
             (&["--file="], &[], "--file: the journal path is empty"),
-            (&["--trusted-proxy", "10.0.0.0/40"], &[], "bad prefix length"),
-            (&["--utc-offset", "+3"], &[], "--utc-offset: \"+3\" is not a UTC offset"),
-            (&[], &[("VISIT_UTC_OFFSET", "+24:00")], "VISIT_UTC_OFFSET: \"+24:00\""),
-            (&[], &[("VISIT_TRUSTED_PROXIES", "proxy")], "VISIT_TRUSTED_PROXIES: \"proxy\""),
+            (
+                &["--trusted-proxy", "10.0.0.0/40"],
+                &[],
+                "bad prefix length",
+            ),
+            (
+                &["--utc-offset", "+3"],
+                &[],
+                "--utc-offset: \"+3\" is not a UTC offset",
+            ),
+            (
+                &[],
+                &[("VISIT_UTC_OFFSET", "+24:00")],
+                "VISIT_UTC_OFFSET: \"+24:00\"",
+            ),
+            (
+                &[],
+                &[("VISIT_TRUSTED_PROXIES", "proxy")],
+                "VISIT_TRUSTED_PROXIES: \"proxy\"",
+            ),
         ] {
             let err = run(args, env).unwrap_err().0;
             assert!(err.contains(want), "{args:?} {env:?}: {err}");
@@ -398,10 +425,25 @@ mod tests {
 
     #[test]
     fn offsets() {
-        assert_eq!(parse_offset("+03:00"), Ok(FixedOffset::east_opt(10800).unwrap()));
-        assert_eq!(parse_offset("-09:30"), Ok(FixedOffset::west_opt(34200).unwrap()));
+        assert_eq!(
+            parse_offset("+03:00"),
+            Ok(FixedOffset::east_opt(10800).unwrap())
+        );
+        assert_eq!(
+            parse_offset("-09:30"),
+            Ok(FixedOffset::west_opt(34200).unwrap())
+        );
         assert_eq!(parse_offset("z"), Ok(FixedOffset::east_opt(0).unwrap()));
-        for bad in ["", "03:00", "+0300", "+03:60", "+3:00", "+03:0a", "+-3:00", "+03:00:00"] {
+        for bad in [
+            "",
+            "03:00",
+            "+0300",
+            "+03:60",
+            "+3:00",
+            "+03:0a",
+            "+-3:00",
+            "+03:00:00",
+        ] {
             assert!(parse_offset(bad).is_err(), "{bad}");
         }
     }

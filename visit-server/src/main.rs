@@ -47,7 +47,13 @@ fn main() -> ExitCode {
         Ok(j) => j,
         Err(e) => {
             app::log_journal_error("journal_open_failed", &config.file, &e);
-            return fail(&app::describe(&e));
+            // Name the configured path even when the error is about a directory on the way.
+            let msg = if e.path() == Some(config.file.as_path()) {
+                app::describe(&e)
+            } else {
+                format!("journal {}: {}", config.file.display(), app::describe(&e))
+            };
+            return fail(&msg);
         }
     };
     log::info(

@@ -149,14 +149,22 @@ impl Metrics {
 
     /// Counts a refused append and how long it took to fail.
     pub fn append_failed(&self, kind: AppendError, took: Duration) {
-        let i = AppendError::ALL.iter().position(|&k| k == kind).unwrap_or(0);
+        let i = AppendError::ALL
+            .iter()
+            .position(|&k| k == kind)
+            .unwrap_or(0);
         self.append_errors[i].fetch_add(1, Relaxed);
         self.append_latency.observe(took);
     }
 
     /// Counts a journal reopen.
     pub fn reopened(&self, ok: bool) {
-        if ok { &self.reopens_ok } else { &self.reopens_failed }.fetch_add(1, Relaxed);
+        if ok {
+            &self.reopens_ok
+        } else {
+            &self.reopens_failed
+        }
+        .fetch_add(1, Relaxed);
     }
 
     /// Counts corrupt lines left out of a JSON response.
@@ -222,11 +230,7 @@ impl Metrics {
         let mut cumulative = 0;
         for (i, b) in BUCKETS_US.iter().enumerate() {
             cumulative += self.append_latency.counts[i].load(Relaxed);
-            let _ = writeln!(
-                out,
-                "{n}_bucket{{le=\"{}\"}} {cumulative}",
-                *b as f64 / 1e6
-            );
+            let _ = writeln!(out, "{n}_bucket{{le=\"{}\"}} {cumulative}", *b as f64 / 1e6);
         }
         cumulative += self.append_latency.counts[BUCKETS_US.len()].load(Relaxed);
         let _ = writeln!(out, "{n}_bucket{{le=\"+Inf\"}} {cumulative}");
@@ -386,10 +390,22 @@ mod tests {
         m.request(404);
         m.request(418);
         let t = m.render(&gauges());
-        assert_eq!(sample(&t, "visit_server_requests_total{status=\"200\"}"), "2");
-        assert_eq!(sample(&t, "visit_server_requests_total{status=\"404\"}"), "1");
-        assert_eq!(sample(&t, "visit_server_requests_total{status=\"other\"}"), "1");
-        assert_eq!(sample(&t, "visit_server_requests_total{status=\"503\"}"), "0");
+        assert_eq!(
+            sample(&t, "visit_server_requests_total{status=\"200\"}"),
+            "2"
+        );
+        assert_eq!(
+            sample(&t, "visit_server_requests_total{status=\"404\"}"),
+            "1"
+        );
+        assert_eq!(
+            sample(&t, "visit_server_requests_total{status=\"other\"}"),
+            "1"
+        );
+        assert_eq!(
+            sample(&t, "visit_server_requests_total{status=\"503\"}"),
+            "0"
+        );
     }
 
     #[test]
@@ -410,7 +426,10 @@ mod tests {
         assert_eq!(sample(&t, &format!("{h}_sum")), "9.00318");
         assert_eq!(sample(&t, "visit_server_visits_recorded_total"), "3");
         assert_eq!(
-            sample(&t, "visit_server_append_errors_total{kind=\"out_of_space\"}"),
+            sample(
+                &t,
+                "visit_server_append_errors_total{kind=\"out_of_space\"}"
+            ),
             "1"
         );
     }
@@ -426,7 +445,10 @@ mod tests {
         assert_eq!(names.len(), n, "duplicate families");
         assert!(n >= 18, "{n}");
         assert_eq!(t.lines().filter(|l| l.starts_with("# HELP")).count(), n);
-        assert_eq!(sample(&t, "visit_server_disk_available_bytes"), "1073741824");
+        assert_eq!(
+            sample(&t, "visit_server_disk_available_bytes"),
+            "1073741824"
+        );
         assert_eq!(sample(&t, "visit_server_visits_streams_active"), "2");
         // Every sample line is `name{labels} value` with a numeric value.
         for l in t.lines().filter(|l| !l.starts_with('#')) {

@@ -243,8 +243,7 @@ pub fn screen(rq: &RequestInfo<'_>) -> Option<Reply> {
     let size = rq.method.as_str().len()
         + rq.url.len()
         + 12
-        + rq
-            .headers
+        + rq.headers
             .iter()
             .map(|h| h.field.as_str().len() + h.value.len() + 4)
             .sum::<usize>();
@@ -277,9 +276,9 @@ pub fn screen(rq: &RequestInfo<'_>) -> Option<Reply> {
     }
     match rq.content_length() {
         Err(why) => Some(Reply::text(400, format!("{why}\n")).closing()),
-        Ok(n) if n > 0 && matches!(rq.method, Method::Get | Method::Head) => Some(
-            Reply::text(400, format!("{} takes no request body\n", rq.method)).closing(),
-        ),
+        Ok(n) if n > 0 && matches!(rq.method, Method::Get | Method::Head) => {
+            Some(Reply::text(400, format!("{} takes no request body\n", rq.method)).closing())
+        }
         Ok(_) => None,
     }
 }
@@ -308,12 +307,8 @@ pub fn route(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
                 Err(why) => unavailable(format!("not ready: {}\n", why.reason())),
             }
         }
-        ("/metrics", true) => {
-            Reply::text(200, app.metrics.render(&app.gauges())).with_header(
-                "Content-Type",
-                "text/plain; version=0.0.4; charset=utf-8",
-            )
-        }
+        ("/metrics", true) => Reply::text(200, app.metrics.render(&app.gauges()))
+            .with_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
         ("/visits" | "/healthz" | "/livez" | "/readyz" | "/metrics", false) => not_allowed(),
         _ => Reply::text(404, "not found\n"),
     }
@@ -392,11 +387,11 @@ fn visits(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
             return unavailable("the journal cannot be read\n");
         }
     };
-    if let Some(n) = q.limit {
-        if let Err(e) = reader.tail(n) {
-            log_journal_error("visits_read_failed", app.journal.path(), &e);
-            return unavailable("the journal cannot be read\n");
-        }
+    if let Some(n) = q.limit
+        && let Err(e) = reader.tail(n)
+    {
+        log_journal_error("visits_read_failed", app.journal.path(), &e);
+        return unavailable("the journal cannot be read\n");
     }
     let (content_type, body): (&str, Box<dyn Read + Send>) = match q.format {
         Format::Text => (TEXT, Box::new(Slotted::new(reader.into_text(), slot))),
@@ -538,7 +533,13 @@ mod tests {
             (vec![header("Content-Length", "1, 2")], 400),
             (vec![header("Content-Length", "-1")], 400),
             (vec![header("Content-Length", "+0")], 400),
-            (vec![header("X-Forwarded-For", "1.2.3.4\n2026-11-26T10:44:36.123+03:00 - 6.6.6.6")], 400),
+            (
+                vec![header(
+                    "X-Forwarded-For",
+                    "1.2.3.4\n2026-11-26T10:44:36.123+03:00 - 6.6.6.6",
+                )],
+                400,
+            ),
             (vec![header("X-Note", "a\rb")], 400),
             (vec![header("X-Big", &big)], 431),
         ];
@@ -577,21 +578,48 @@ mod tests {
         let all = handle(&f.app, &request(&Method::Get, "/visits", &[]));
         assert_eq!(all.header("Content-Type"), Some(TEXT));
         assert_eq!(body(all), file);
-        let last = body(handle(&f.app, &request(&Method::Get, "/visits?limit=2", &[])));
-        assert_eq!(last, file.lines().skip(1).map(|l| format!("{l}\n")).collect::<String>());
-        let json = handle(&f.app, &request(&Method::Get, "/visits?format=json&limit=1", &[]));
+        let last = body(handle(
+            &f.app,
+            &request(&Method::Get, "/visits?limit=2", &[]),
+        ));
+        assert_eq!(
+            last,
+            file.lines()
+                .skip(1)
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+        );
+        let json = handle(
+            &f.app,
+            &request(&Method::Get, "/visits?format=json&limit=1", &[]),
+        );
         assert_eq!(json.header("Content-Type"), Some("application/json"));
         let json = body(json);
         let (time, ip) = file.lines().last().unwrap().split_once(" - ").unwrap();
-        assert_eq!(json, format!("[\n{{\"time\":\"{time}\",\"ip\":\"{ip}\"}}\n]\n"));
-        for bad in ["/visits?limit=x", "/visits?format=xml", "/visits?limit=1&limit=1", "/visits?x=1"] {
-            assert_eq!(handle(&f.app, &request(&Method::Get, bad, &[])).status, 400, "{bad}");
+        assert_eq!(
+            json,
+            format!("[\n{{\"time\":\"{time}\",\"ip\":\"{ip}\"}}\n]\n")
+        );
+        for bad in [
+            "/visits?limit=x",
+            "/visits?format=xml",
+            "/visits?limit=1&limit=1",
+            "/visits?x=1",
+        ] {
+            assert_eq!(
+                handle(&f.app, &request(&Method::Get, bad, &[])).status,
+                400,
+                "{bad}"
+            );
         }
         let mut old = request(&Method::Get, "/visits", &[]);
         old.http_version = (1, 0);
         assert_eq!(handle(&f.app, &old).status, 505);
         let te = [header("TE", "identity")];
-        assert_eq!(handle(&f.app, &request(&Method::Get, "/visits", &te)).status, 400);
+        assert_eq!(
+            handle(&f.app, &request(&Method::Get, "/visits", &te)).status,
+            400
+        );
     }
 
     #[test]
@@ -602,7 +630,10 @@ mod tests {
             "2026-11-26T10:44:36.123+03:00 - 10.0.0.7\nnot a visit\n2022-11-29T10:44:36+03:00 - ::1\n",
         )
         .unwrap();
-        let json = body(handle(&f.app, &request(&Method::Get, "/visits?format=json", &[])));
+        let json = body(handle(
+            &f.app,
+            &request(&Method::Get, "/visits?format=json", &[]),
+        ));
         assert_eq!(
             json,
             "[\n{\"time\":\"2026-11-26T10:44:36.123+03:00\",\"ip\":\"10.0.0.7\"},\n\
@@ -610,11 +641,17 @@ mod tests {
         );
         let empty = fixture(|_| {});
         assert_eq!(
-            body(handle(&empty.app, &request(&Method::Get, "/visits?format=json", &[]))),
+            body(handle(
+                &empty.app,
+                &request(&Method::Get, "/visits?format=json", &[])
+            )),
             "[\n]\n"
         );
         let metrics = body(handle(&f.app, &request(&Method::Get, "/metrics", &[])));
-        assert!(metrics.contains("visit_server_json_skipped_lines_total 1\n"), "{metrics}");
+        assert!(
+            metrics.contains("visit_server_json_skipped_lines_total 1\n"),
+            "{metrics}"
+        );
     }
 
     #[test]
@@ -628,19 +665,28 @@ mod tests {
         assert_eq!(refused.status, 503);
         assert_eq!(refused.header("Retry-After"), Some(RETRY_AFTER));
         drop(held);
-        assert_eq!(handle(&f.app, &request(&Method::Get, "/visits", &[])).status, 200);
+        assert_eq!(
+            handle(&f.app, &request(&Method::Get, "/visits", &[])).status,
+            200
+        );
     }
 
     #[test]
     fn readiness_follows_draining() {
         let f = fixture(|_| {});
-        assert_eq!(handle(&f.app, &request(&Method::Get, "/readyz", &[])).status, 200);
+        assert_eq!(
+            handle(&f.app, &request(&Method::Get, "/readyz", &[])).status,
+            200
+        );
         f.app.start_draining();
         let r = handle(&f.app, &request(&Method::Get, "/readyz", &[]));
         assert_eq!(r.status, 503);
         assert_eq!(r.header("Retry-After"), Some(RETRY_AFTER));
         // Still alive, and GET / still records while draining (in-flight clients finish).
-        assert_eq!(handle(&f.app, &request(&Method::Get, "/livez", &[])).status, 200);
+        assert_eq!(
+            handle(&f.app, &request(&Method::Get, "/livez", &[])).status,
+            200
+        );
         assert_eq!(handle(&f.app, &request(&Method::Get, "/", &[])).status, 200);
     }
 }

@@ -399,8 +399,7 @@ fn response(reply: Reply) -> Response<Box<dyn Read + Send>> {
 
 fn header(name: &str, value: &str) -> Header {
     // Names and values are this crate's constants, numbers and content types: ASCII.
-    Header::from_bytes(name.as_bytes(), value.as_bytes())
-        .expect("response headers are ASCII")
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("response headers are ASCII")
 }
 
 /// Writes a reply with `Connection: close` by hand (tiny_http strips that header), on the
@@ -517,7 +516,11 @@ mod tests {
             intake.condemn(peer, t0 + Duration::from_millis(i as u64));
         }
         assert_eq!(intake.condemned.len(), MAX_CONDEMNED);
-        assert!(!intake.condemned.contains_key(&SocketAddr::from(([10, 0, 0, 0], 1))));
+        assert!(
+            !intake
+                .condemned
+                .contains_key(&SocketAddr::from(([10, 0, 0, 0], 1)))
+        );
     }
 
     #[test]

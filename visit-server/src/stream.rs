@@ -121,7 +121,8 @@ impl JsonVisits {
                     return Err(io::Error::from(e));
                 }
                 None => {
-                    self.buf.extend_from_slice(if self.first { b"]\n" } else { b"\n]\n" });
+                    self.buf
+                        .extend_from_slice(if self.first { b"]\n" } else { b"\n]\n" });
                     self.done = true;
                     self.report_skipped();
                     break;
@@ -168,7 +169,7 @@ impl Read for JsonVisits {
 fn push_visit(buf: &mut Vec<u8>, v: &Visit) {
     buf.extend_from_slice(b"{\"time\":\"");
     // Milliseconds, as the journal writes them, unless the line has finer digits.
-    let digits = if v.at.timestamp_subsec_nanos() % 1_000_000 == 0 {
+    let digits = if v.at.timestamp_subsec_nanos().is_multiple_of(1_000_000) {
         SecondsFormat::Millis
     } else {
         SecondsFormat::AutoSi
