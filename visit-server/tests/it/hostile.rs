@@ -230,3 +230,29 @@ fn fixme_an_http2_request_line_hangs_only_its_own_connection() {
     assert_eq!(server.get("/").status, 200);
     assert_eq!(ips(&journal_lines(&s.file())), ["127.0.0.1"]);
 }
+
+/// tiny_http's thread pool queues most of a burst of new connections behind busy threads
+/// (see `server`'s docs); the ticker must get every one of them served within moments, not
+/// one a second.
+#[test]
+fn a_burst_of_connections_is_served_promptly() {
+    const BURST: usize = 64;
+    let s = Scratch::new();
+    let server = Server::start(&s.file(), &[]);
+    // Keep-alive connections opened all at once, as a load balancer filling its pool does.
+    let mut conns: Vec<_> = (0..BURST).map(|_| connect(server.addr)).collect();
+    let started = Instant::now();
+    for c in &mut conns {
+        c.write_all(b"GET /livez HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+    }
+    for (i, c) in conns.iter().enumerate() {
+        let r = crate::support::read_response(&mut std::io::BufReader::new(c)).unwrap();
+        assert_eq!(r.status, 200, "connection {i}");
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "{BURST} connections took {took:?}"
+    );
+}
