@@ -273,6 +273,10 @@ pub fn usage() -> String {
 }
 
 /// Parses `Z`, `+HH:MM` or `-HH:MM`.
+///
+/// # Errors
+///
+/// A message naming the value, if it is not one of those forms or is out of range.
 pub fn parse_offset(s: &str) -> Result<FixedOffset, String> {
     let bad = || format!("{s:?} is not a UTC offset such as +03:00, -05:00 or Z");
     if s == "Z" || s == "z" {

@@ -64,10 +64,17 @@ fn main() -> ExitCode {
         ],
     );
     let app = Arc::new(App::new(config, journal));
-    // A full disk at startup is no reason to crash-loop: start unready, and let /readyz
-    // notice when space is back.
+    // A journal that cannot be written fails fast, except for a full disk: that is no reason
+    // to crash-loop; start unready and let /readyz notice when space is back.
     if let Err(e) = app.journal.check_writable() {
         app::log_journal_error("journal_probe_failed", app.journal.path(), &e);
+        if !e.is_out_of_space() {
+            return fail(&format!(
+                "journal {} is not writable: {}",
+                app.journal.path().display(),
+                app::describe(&e)
+            ));
+        }
         app.mark_unwritable();
     }
 

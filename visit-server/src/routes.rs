@@ -2,7 +2,7 @@
 //!
 //! | path | GET | HEAD | other methods |
 //! |---|---|---|---|
-//! | `/` | records a visit, 200 greeting (503 + `Retry-After` if the journal refuses) | 200, records nothing | 405 |
+//! | `/` | records a visit, 200 greeting (503 + `Retry-After` if the journal refuses) | the same status, records nothing | 405 |
 //! | `/visits` | the journal, streamed; `?limit=N`, `?format=json`; bad query 400 | headers only | 405 |
 //! | `/healthz`, `/livez` | 200 while the process serves | same | 405 |
 //! | `/readyz` | 200 if the journal is writable and not draining, else 503 | same | 405 |
@@ -28,7 +28,7 @@ use std::sync::Arc;
 use tiny_http::{Header, Method, Request};
 use visit_journal::Reader;
 
-use crate::app::{App, log_journal_error};
+use crate::app::{App, NotReady, log_journal_error};
 use crate::client_addr::{self, client_ip};
 use crate::query::{Format, VisitsQuery};
 use crate::stream::{JsonVisits, Slotted};
@@ -289,7 +289,13 @@ pub fn route(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
     match (rq.path(), read_only) {
         ("/", _) => match rq.method {
             Method::Get => visit(app, rq),
-            Method::Head => greeting(app, None),
+            // As GET would answer, without recording: 503 while the journal refuses visits.
+            Method::Head => match app.readiness() {
+                Err(NotReady::Poisoned | NotReady::Unwritable) => {
+                    unavailable("the visit could not be recorded; please retry\n")
+                }
+                _ => greeting(app, None),
+            },
             _ => not_allowed(),
         },
         ("/visits", true) => visits(app, rq),
@@ -669,6 +675,20 @@ mod tests {
             handle(&f.app, &request(&Method::Get, "/visits", &[])).status,
             200
         );
+    }
+
+    #[test]
+    fn head_root_answers_as_get_would_without_recording() {
+        let f = fixture(|_| {});
+        assert_eq!(
+            handle(&f.app, &request(&Method::Head, "/", &[])).status,
+            200
+        );
+        f.app.mark_unwritable();
+        let r = handle(&f.app, &request(&Method::Head, "/", &[]));
+        assert_eq!(r.status, 503);
+        assert_eq!(r.header("Retry-After"), Some(RETRY_AFTER));
+        assert!(lines(&f).is_empty());
     }
 
     #[test]

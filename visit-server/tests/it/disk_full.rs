@@ -49,8 +49,8 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Fills the file system holding `path` with `path`, then frees [`ROOM`] bytes of it.
-fn fill_all_but_room(path: &Path) {
+/// Fills the file system holding `path` with `path`, then frees `room` bytes of it.
+fn fill_all_but(path: &Path, room: u64) {
     let mut f = File::create(path).unwrap();
     let chunk = vec![b'x'; 64 * 1024];
     let mut len = 0u64;
@@ -60,45 +60,96 @@ fn fill_all_but_room(path: &Path) {
             Ok(n) => len += n as u64,
         }
     }
-    f.set_len(len.saturating_sub(ROOM)).unwrap();
+    f.set_len(len.saturating_sub(room)).unwrap();
 }
 
-#[test]
-fn a_full_disk_answers_503_and_recovers_without_restart() {
-    let s = Scratch::new();
-    let mnt = s.dir.path().join("mnt");
-    if let Some(fs) = Tmpfs::mount(&mnt, "512k") {
-        let file = fs.dir.join("visits.txt");
-        let filler = fs.dir.join("filler");
-        fill_all_but_room(&filler);
-        let server = Server::start(&file, &[]);
-        scenario(&server, || fs::remove_file(&filler).unwrap());
-        drop(server);
-    } else {
+/// A server whose journal has `room` bytes left, and a way to free space. Holds the tmpfs
+/// (if any) so that it is unmounted after the server is gone.
+struct Full {
+    server: Server,
+    free: Box<dyn FnOnce()>,
+    _fs: Option<Tmpfs>,
+    _scratch: Scratch,
+}
+
+impl Full {
+    fn new(room: u64) -> Full {
+        let s = Scratch::new();
+        let mnt = s.dir.path().join("mnt");
+        if let Some(fs) = Tmpfs::mount(&mnt, "512k") {
+            let file = fs.dir.join("visits.txt");
+            let filler = fs.dir.join("filler");
+            fill_all_but(&filler, room);
+            let server = Server::start(&file, &[]);
+            return Full {
+                server,
+                free: Box::new(move || fs::remove_file(&filler).unwrap()),
+                _fs: Some(fs),
+                _scratch: s,
+            };
+        }
         eprintln!("cannot mount a tmpfs here; using RLIMIT_FSIZE");
         let file = s.file();
         fs::create_dir_all(file.parent().unwrap()).unwrap();
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(format!(
-                "trap '' XFSZ; exec prlimit --fsize={ROOM}:unlimited -- \"$0\" \"$@\""
+                "trap '' XFSZ; exec prlimit --fsize={room}:unlimited -- \"$0\" \"$@\""
             ))
             .arg(BIN)
             .args(["--listen", "127.0.0.1:0", "--file"])
             .arg(&file);
         let server = Server::spawn(cmd, &file);
         let pid = server.pid();
-        scenario(&server, || {
-            let ok = Command::new("prlimit")
-                .args(["--pid", &pid.to_string(), "--fsize=unlimited"])
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "prlimit --pid failed");
-        });
+        Full {
+            server,
+            free: Box::new(move || {
+                let ok = Command::new("prlimit")
+                    .args(["--pid", &pid.to_string(), "--fsize=unlimited"])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(ok, "prlimit --pid failed");
+            }),
+            _fs: None,
+            _scratch: s,
+        }
     }
 }
 
-fn scenario(server: &Server, free_space: impl FnOnce()) {
+#[test]
+fn a_full_disk_answers_503_and_recovers_without_restart() {
+    let full = Full::new(ROOM);
+    scenario(&full.server, full.free);
+}
+
+#[test]
+fn a_server_started_on_a_full_disk_is_unready_until_space_returns() {
+    let full = Full::new(0);
+    let server = &full.server;
+    assert_eq!(server.get("/readyz").status, 503);
+    assert_eq!(server.get("/").status, 503);
+    assert_eq!(head_root(server), 503);
+    assert!(journal_lines(&server.file).is_empty());
+    (full.free)();
+    server.await_ready(200, Duration::from_secs(20));
+    assert_eq!(server.get("/").status, 200);
+    assert_eq!(journal_lines(&server.file).len(), 1);
+}
+
+/// The status of `HEAD /`.
+fn head_root(server: &Server) -> u16 {
+    let mut stream = crate::support::connect(server.addr);
+    stream
+        .write_all(b"HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let (got, _) = crate::support::read_until_closed(&mut stream, crate::support::IO_TIMEOUT);
+    String::from_utf8_lossy(&got)
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|t| t.get(..3)?.parse().ok())
+        .expect("a status line")
+}
+
+fn scenario(server: &Server, free_space: Box<dyn FnOnce()>) {
     let mut acked = 0;
     let mut refused = None;
     for _ in 0..5_000 {
@@ -117,6 +168,7 @@ fn scenario(server: &Server, free_space: impl FnOnce()) {
     assert_eq!(refused.header("Retry-After"), Some("1"));
     assert_eq!(server.get("/readyz").status, 503);
     assert_eq!(server.get("/").status, 503);
+    assert_eq!(head_root(server), 503);
     // Exactly the acknowledged visits, whole lines, nothing partial.
     assert_eq!(journal_lines(&server.file).len(), acked);
     let metrics = server.get("/metrics").text();
