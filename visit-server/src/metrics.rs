@@ -198,13 +198,13 @@ impl Metrics {
             }
         }
 
-        let n = family(
+        single(
             out,
             "visit_server_visits_recorded_total",
             "counter",
             "Visits durably recorded and acknowledged with 200.",
+            self.visits.load(Relaxed),
         );
-        let _ = writeln!(out, "{n} {}", self.visits.load(Relaxed));
 
         let n = family(
             out,
@@ -254,13 +254,13 @@ impl Metrics {
             self.reopens_failed.load(Relaxed)
         );
 
-        let n = family(
+        single(
             out,
             "visit_server_json_skipped_lines_total",
             "counter",
             "Corrupt journal lines left out of /visits?format=json responses.",
+            self.json_skipped.load(Relaxed),
         );
-        let _ = writeln!(out, "{n} {}", self.json_skipped.load(Relaxed));
 
         for (name, help, value) in [
             (
@@ -284,17 +284,16 @@ impl Metrics {
                 g.streams as u64,
             ),
         ] {
-            let n = family(out, name, "gauge", help);
-            let _ = writeln!(out, "{n} {value}");
+            single(out, name, "gauge", help, value);
         }
         if let Some(free) = g.disk_available {
-            let n = family(
+            single(
                 out,
                 "visit_server_disk_available_bytes",
                 "gauge",
                 "Bytes available to the server on the journal's file system.",
+                free,
             );
-            let _ = writeln!(out, "{n} {free}");
         }
 
         let s = &g.journal;
@@ -348,11 +347,16 @@ impl Metrics {
                 s.repaired_bytes,
             ),
         ] {
-            let n = family(out, name, kind, help);
-            let _ = writeln!(out, "{n} {value}");
+            single(out, name, kind, help, value);
         }
         std::mem::take(out)
     }
+}
+
+/// Writes a metric family that has one sample.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    let n = family(out, name, kind, help);
+    let _ = writeln!(out, "{n} {value}");
 }
 
 /// Writes a metric family's `# HELP` and `# TYPE` lines and returns its name.

@@ -91,16 +91,9 @@ fn environment_configures_and_flags_win() {
         .env("VISIT_FILE", &file)
         .env("VISIT_UTC_OFFSET", "-05:00")
         .env("VISIT_TRUSTED_PROXIES", "127.0.0.1");
-    let server = Server::spawn(cmd, &file);
-    let r = crate::support::exchange(
-        crate::support::connect(server.addr),
-        b"GET / HTTP/1.1\r\nX-Forwarded-For: 198.51.100.23\r\nConnection: close\r\n\r\n",
-    )
-    .unwrap();
-    assert_eq!(r.status, 200);
+    visit_forwarded_for(&Server::spawn(cmd, &file));
     let lines = journal_lines(&file);
     assert!(lines[0].ends_with("-05:00 - 198.51.100.23"), "{lines:?}");
-    drop(server);
 
     let mut cmd = Command::new(BIN);
     cmd.env("VISIT_LISTEN", "127.0.0.1:1")
@@ -110,14 +103,18 @@ fn environment_configures_and_flags_win() {
         .args(["--listen", "127.0.0.1:0", "--file"])
         .arg(&file)
         .args(["--utc-offset", "+03:00", "--trusted-proxy", "10.0.0.1"]);
-    let server = Server::spawn(cmd, &file);
+    visit_forwarded_for(&Server::spawn(cmd, &file));
+    let lines = journal_lines(&file);
+    assert!(lines[1].ends_with("+03:00 - 127.0.0.1"), "{lines:?}");
+    assert!(!s.dir.path().join("ignored.txt").exists());
+}
+
+/// `GET /` claiming to be forwarded for 198.51.100.23; must be answered 200.
+fn visit_forwarded_for(server: &Server) {
     let r = crate::support::exchange(
         crate::support::connect(server.addr),
         b"GET / HTTP/1.1\r\nX-Forwarded-For: 198.51.100.23\r\nConnection: close\r\n\r\n",
     )
     .unwrap();
     assert_eq!(r.status, 200);
-    let lines = journal_lines(&file);
-    assert!(lines[1].ends_with("+03:00 - 127.0.0.1"), "{lines:?}");
-    assert!(!s.dir.path().join("ignored.txt").exists());
 }
