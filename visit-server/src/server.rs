@@ -221,7 +221,7 @@ pub fn run(listener: TcpListener, app: Arc<App>, limits: &Limits, signals: &Sign
         let (stop, every) = (Arc::clone(&stop), limits.tick);
         match thread::Builder::new()
             .name("ticker".into())
-            .spawn(move || ticker(loopback_for(addr), &stop, every))
+            .spawn(move || ticker(&loopback_for(addr), &stop, every))
         {
             Ok(t) => threads.push(t),
             Err(e) => log::error("ticker_spawn_failed", &[("cause", Value::Display(&e))]),
@@ -471,20 +471,26 @@ fn write_closing(rq: Request, reply: Reply) -> io::Result<()> {
     }
 }
 
-/// The address the ticker connects to: the listening address, or loopback if it listens on
-/// all interfaces.
-fn loopback_for(addr: SocketAddr) -> SocketAddr {
+/// The addresses the ticker connects to, in order of preference: the listening address, or
+/// loopback if it listens on all interfaces. `[::]` also accepts IPv4, which matters where
+/// IPv6 loopback is disabled: without a working target, `accept` would time out.
+fn loopback_for(addr: SocketAddr) -> Vec<SocketAddr> {
     match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
-        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
-        _ => addr,
+        IpAddr::V4(ip) if ip.is_unspecified() => vec![(Ipv4Addr::LOCALHOST, addr.port()).into()],
+        IpAddr::V6(ip) if ip.is_unspecified() => vec![
+            (Ipv6Addr::LOCALHOST, addr.port()).into(),
+            (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        ],
+        _ => vec![addr],
     }
 }
 
 /// Every `every`, opens [`RESCUE_BURST`] connections to the server and resets them at once
 /// (see the module docs for why). A reset (`SO_LINGER` 0) rather than a close leaves no
 /// `TIME_WAIT` socket behind: 160 a second would otherwise pile up thousands.
-fn ticker(target: SocketAddr, stop: &AtomicBool, every: Duration) {
+fn ticker(targets: &[SocketAddr], stop: &AtomicBool, every: Duration) {
+    // The target that worked last; on failure the next one is tried.
+    let mut current = 0;
     let mut warned = false;
     while !stop.load(SeqCst) {
         shutdown::sleep_unless(every, || stop.load(SeqCst));
@@ -492,21 +498,24 @@ fn ticker(target: SocketAddr, stop: &AtomicBool, every: Duration) {
             if stop.load(SeqCst) {
                 return;
             }
+            let target = targets[current % targets.len()];
             match TcpStream::connect_timeout(&target, every) {
                 Ok(s) => {
                     let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
                 }
-                Err(e) if !warned => {
-                    warned = true;
-                    log::warn(
-                        "ticker_connect_failed",
-                        &[
-                            ("addr", Value::Display(&target)),
-                            ("cause", Value::Display(&e)),
-                        ],
-                    );
+                Err(e) => {
+                    current += 1;
+                    if !warned {
+                        warned = true;
+                        log::warn(
+                            "ticker_connect_failed",
+                            &[
+                                ("addr", Value::Display(&target)),
+                                ("cause", Value::Display(&e)),
+                            ],
+                        );
+                    }
                 }
-                Err(_) => {}
             }
         }
     }
@@ -558,17 +567,19 @@ mod tests {
 
     #[test]
     fn the_ticker_targets_loopback_for_wildcard_listeners() {
+        let addrs =
+            |v: &[&str]| -> Vec<SocketAddr> { v.iter().map(|a| a.parse().unwrap()).collect() };
         assert_eq!(
             loopback_for("0.0.0.0:8080".parse().unwrap()),
-            "127.0.0.1:8080".parse().unwrap()
+            addrs(&["127.0.0.1:8080"])
         );
         assert_eq!(
             loopback_for("[::]:8080".parse().unwrap()),
-            "[::1]:8080".parse().unwrap()
+            addrs(&["[::1]:8080", "127.0.0.1:8080"])
         );
         assert_eq!(
             loopback_for("10.1.2.3:80".parse().unwrap()),
-            "10.1.2.3:80".parse().unwrap()
+            addrs(&["10.1.2.3:80"])
         );
     }
 }

@@ -161,3 +161,19 @@ fn nothing_but_get_root_records_a_visit() {
     // The journal was not touched beyond its creation.
     assert_eq!(std::fs::metadata(s.file()).unwrap().len(), 0);
 }
+
+/// On `[::]` (what a dual-stack pod listens on), IPv4 clients arrive as `::ffff:a.b.c.d`;
+/// they are recorded as plain IPv4, and IPv6 clients as IPv6.
+#[test]
+fn a_dual_stack_listener_records_ipv4_peers_as_ipv4() {
+    let s = Scratch::new();
+    let mut cmd = std::process::Command::new(crate::support::BIN);
+    cmd.args(["--listen", "[::]:0", "--file"]).arg(s.file());
+    let server = Server::spawn(cmd, &s.file());
+    let port = server.addr.port();
+    for addr in ["127.0.0.1", "::1"] {
+        let target = std::net::SocketAddr::new(addr.parse().unwrap(), port);
+        assert_eq!(crate::support::get(target, "/").status, 200, "{addr}");
+    }
+    assert_eq!(ips(&journal_lines(&s.file())), ["127.0.0.1", "::1"]);
+}
