@@ -7,6 +7,10 @@
     clippy::unwrap_used,
     reason = "helpers of tests: a panic is a failed test with a backtrace; clippy.toml allows unwrap only inside #[test] functions"
 )]
+#![allow(
+    clippy::print_stderr,
+    reason = "a helper says which fault injection a test fell back to; clippy.toml allows printing only inside #[test] functions"
+)]
 
 mod support;
 
