@@ -3,8 +3,8 @@
 //! `GET /` records the client's visit as one durable line and greets; `GET /visits` streams
 //! the journal back. It replaces the classic Kubernetes lab's Flask app with one people can
 //! rely on: a `200` means the visit is on disk (fsynced), nothing a client sends can become a
-//! line, probes and scanners are never counted, and the server stays up under abuse. See
-//! `CONTRACT.md` section 3 for the interface and the crate README for a session.
+//! line, probes and scanners are never counted, and the server stays up under abuse. The
+//! interface is section 3 of the project's contract; the repository README shows a session.
 //!
 //! # Layout
 //!
