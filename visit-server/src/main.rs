@@ -1,2 +1,109 @@
-//! Placeholder until the server lands (issue 4).
-fn main() {}
+//! `visit-server`: parses the configuration, opens the journal, binds, and serves until
+//! SIGTERM. Everything else lives in the library; see its docs.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use visit_journal::Options;
+use visit_server::app::{self, App};
+use visit_server::config::{self, Command};
+use visit_server::log::{self, Value};
+use visit_server::server::{self, Limits, Outcome};
+use visit_server::shutdown::Signals;
+
+fn main() -> ExitCode {
+    let config = match config::parse(std::env::args_os().skip(1), |k| std::env::var_os(k)) {
+        Ok(Command::Run(config)) => config,
+        Ok(Command::Help) => return say(&config::usage()),
+        Ok(Command::Version) => {
+            return say(&format!("visit-server {}\n", env!("CARGO_PKG_VERSION")));
+        }
+        Err(e) => {
+            let _ = write!(io::stderr(), "visit-server: {e}\n\n{}", config::usage());
+            return ExitCode::from(2);
+        }
+    };
+    let limits = Limits::default();
+    let offset = config
+        .utc_offset
+        .map_or_else(|| "local".to_string(), |o| o.to_string());
+    log::info(
+        "starting",
+        &[
+            ("version", env!("CARGO_PKG_VERSION").into()),
+            ("listen", Value::Display(&config.listen)),
+            ("file", Value::Display(&config.file.display())),
+            ("trusted_proxies", Value::Display(&config.trusted_proxies)),
+            ("utc_offset", Value::Str(&offset)),
+            ("pid", u64::from(std::process::id()).into()),
+        ],
+    );
+
+    let journal = match Options::new()
+        .lock_timeout(app::LOCK_TIMEOUT)
+        .open(&config.file)
+    {
+        Ok(j) => j,
+        Err(e) => {
+            app::log_journal_error("journal_open_failed", &config.file, &e);
+            // Name the configured path even when the error is about a directory on the way.
+            let msg = if e.path() == Some(config.file.as_path()) {
+                app::describe(&e)
+            } else {
+                format!("journal {}: {}", config.file.display(), app::describe(&e))
+            };
+            return fail(&msg);
+        }
+    };
+    log::info(
+        "journal_opened",
+        &[
+            ("path", Value::Display(&journal.path().display())),
+            ("repaired_bytes", journal.stats().repaired_bytes.into()),
+        ],
+    );
+    let app = Arc::new(App::new(config, journal));
+    // A journal that cannot be written fails fast, except for a full disk: that is no reason
+    // to crash-loop; start unready and let /readyz notice when space is back.
+    if let Err(e) = app.journal.check_writable() {
+        app::log_journal_error("journal_probe_failed", app.journal.path(), &e);
+        if !e.is_out_of_space() {
+            return fail(&format!(
+                "journal {} is not writable: {}",
+                app.journal.path().display(),
+                app::describe(&e)
+            ));
+        }
+        app.mark_unwritable();
+    }
+
+    let listener = match server::bind(app.config.listen, &limits) {
+        Ok(l) => l,
+        Err(e) => {
+            let msg = format!("cannot listen on {}: {e}", app.config.listen);
+            log::error("listen_failed", &[("cause", Value::Str(&msg))]);
+            return fail(&msg);
+        }
+    };
+    let signals = match Signals::register() {
+        Ok(s) => s,
+        Err(e) => return fail(&format!("cannot install signal handlers: {e}")),
+    };
+    match server::run(listener, app, &limits, &signals) {
+        Outcome::Stopped => ExitCode::SUCCESS,
+        Outcome::Failed => ExitCode::FAILURE,
+    }
+}
+
+/// Prints to stdout (help, version) and exits 0.
+fn say(text: &str) -> ExitCode {
+    let _ = io::stdout().write_all(text.as_bytes());
+    ExitCode::SUCCESS
+}
+
+/// One clear line on stderr (besides the JSON log line), then exit 1.
+fn fail(msg: &str) -> ExitCode {
+    let _ = writeln!(io::stderr(), "visit-server: {msg}");
+    ExitCode::FAILURE
+}

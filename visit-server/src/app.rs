@@ -1,0 +1,315 @@
+//! The state every worker shares: the journal, the metrics and the server's health.
+//!
+//! Health has three inputs, and `/readyz` answers 200 only when all are clear:
+//! - **draining**: set once by SIGTERM/SIGINT, never cleared;
+//! - **poisoned**: the journal's own flag after a failed fsync, cleared by a successful
+//!   [`Journal::reopen`];
+//! - **unwritable**: the last append failed (a full disk, a lock timeout, a foreign
+//!   non-record at the end of the file), cleared by the next successful append or
+//!   [`Journal::check_writable`] probe.
+//!
+//! An unready pod receives no `GET /` traffic, so it cannot wait for a visit to find out that
+//! the fault has cleared: [`App::heal`], called by `/readyz` itself (and after each failed
+//! append), reopens a poisoned journal or re-runs the probe, at most once a second.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use visit_journal::{Journal, Visit};
+
+use crate::config::Config;
+use crate::log::{self, Value};
+use crate::metrics::{AppendError, Gauges, Metrics};
+
+/// How often [`App::heal`] may touch the disk: a probe takes the journal's lock and writes
+/// 4 KiB, so a storm of readiness probes must not turn into a storm of writes.
+pub const HEAL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long an append waits for the journal's file lock before answering 503. Another
+/// writer holds it only for one `write`; a holder that keeps it longer (`flock visits.txt
+/// sleep 60`) must not pin every worker.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How many `/visits` responses may stream at once (see [`App::open_stream`]).
+pub const MAX_STREAMS: usize = 16;
+
+/// Shared state of a running server.
+#[derive(Debug)]
+pub struct App {
+    /// The configuration the server was started with (for logs and for routes).
+    pub config: Config,
+    /// The one journal handle: sharing it is what lets concurrent `GET /` share an fsync.
+    pub journal: Journal,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+    /// Set by the shutdown sequence: `/readyz` answers 503 from then on.
+    draining: AtomicBool,
+    /// Set when the listener died: `/healthz` answers 503 and the process exits non-zero.
+    fatal: AtomicBool,
+    /// The last append or probe failed; see the module docs.
+    unwritable: AtomicBool,
+    /// When [`App::heal`] last touched the disk. The mutex also makes sure only one thread
+    /// heals at a time; the others go on with their request.
+    last_heal: Mutex<Option<Instant>>,
+    /// `/visits` responses in progress. Shared with the response bodies, which release their
+    /// slot when tiny_http drops them.
+    streams: Arc<AtomicUsize>,
+}
+
+/// Why `/readyz` says no.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotReady {
+    /// Shutting down.
+    Draining,
+    /// The listener died; the process is about to exit.
+    Fatal,
+    /// A failed fsync, and the reopen has not succeeded yet.
+    Poisoned,
+    /// The last append or probe failed (e.g. the disk is full).
+    Unwritable,
+}
+
+impl NotReady {
+    /// A short reason for the 503 body and the logs.
+    pub fn reason(self) -> &'static str {
+        match self {
+            NotReady::Draining => "shutting down",
+            NotReady::Fatal => "listener failed",
+            NotReady::Poisoned => "journal fsync failed; reopening",
+            NotReady::Unwritable => "journal not writable (disk full?)",
+        }
+    }
+}
+
+impl App {
+    /// Wraps an open journal.
+    pub fn new(config: Config, journal: Journal) -> App {
+        App {
+            config,
+            journal,
+            metrics: Metrics::default(),
+            draining: AtomicBool::new(false),
+            fatal: AtomicBool::new(false),
+            unwritable: AtomicBool::new(false),
+            last_heal: Mutex::new(None),
+            streams: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Records a visit from `ip`, durably. Returns the visit once `append` returned `Ok`.
+    ///
+    /// On failure nothing of the visit is in the file (the journal rolls back), the error is
+    /// logged with the journal's path and cause, and the health flags are updated: a failed
+    /// fsync triggers a reopen before anything more is acknowledged (the journal itself
+    /// refuses appends until then).
+    ///
+    /// # Errors
+    ///
+    /// The journal's error; the caller answers 503.
+    pub fn record_visit(&self, ip: IpAddr) -> Result<Visit, visit_journal::Error> {
+        let visit = match self.config.utc_offset {
+            Some(offset) => Visit::now_with_offset(ip, offset),
+            None => Visit::now(ip),
+        };
+        let started = Instant::now();
+        match self.journal.append(&visit) {
+            Ok(()) => {
+                self.metrics.visit_recorded(started.elapsed());
+                // A success proves the file writable again (space was freed, the lock came
+                // back): no need to wait for a probe.
+                if self.unwritable.load(Relaxed) {
+                    self.unwritable.store(false, Relaxed);
+                }
+                Ok(visit)
+            }
+            Err(e) => {
+                let kind = AppendError::of(&e);
+                self.metrics.append_failed(kind, started.elapsed());
+                log_journal_error("append_failed", self.journal.path(), &e);
+                if kind != AppendError::Poisoned {
+                    self.unwritable.store(true, Relaxed);
+                }
+                self.heal();
+                Err(e)
+            }
+        }
+    }
+
+    /// Tries to clear a fault: reopens a poisoned journal, or probes an unwritable one with
+    /// [`Journal::check_writable`]. Does nothing if all is well, if another thread is at it,
+    /// or if the last attempt was less than [`HEAL_INTERVAL`] ago.
+    pub fn heal(&self) {
+        let poisoned = self.journal.is_poisoned();
+        if !poisoned && !self.unwritable.load(Relaxed) {
+            return;
+        }
+        let Ok(mut last) = self.last_heal.try_lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < HEAL_INTERVAL) {
+            return;
+        }
+        *last = Some(now);
+        if poisoned {
+            match self.journal.reopen() {
+                Ok(()) => {
+                    self.metrics.reopened(true);
+                    let repaired = self.journal.stats().repaired_bytes;
+                    log::warn(
+                        "journal_reopened",
+                        &[
+                            ("path", Value::Display(&self.journal.path().display())),
+                            ("repaired_bytes_total", repaired.into()),
+                        ],
+                    );
+                }
+                Err(e) => {
+                    self.metrics.reopened(false);
+                    log_journal_error("journal_reopen_failed", self.journal.path(), &e);
+                    return;
+                }
+            }
+        }
+        match self.journal.check_writable() {
+            Ok(()) => {
+                if self.unwritable.swap(false, Relaxed) {
+                    log::info(
+                        "journal_writable",
+                        &[("path", Value::Display(&self.journal.path().display()))],
+                    );
+                }
+            }
+            Err(e) => {
+                self.unwritable.store(true, Relaxed);
+                log_journal_error("journal_probe_failed", self.journal.path(), &e);
+            }
+        }
+    }
+
+    /// Marks the journal as unwritable (used at startup when the first probe fails).
+    pub fn mark_unwritable(&self) {
+        self.unwritable.store(true, Relaxed);
+    }
+
+    /// `Ok` if `/readyz` should answer 200. Call [`App::heal`] first to give a cleared fault
+    /// the chance to show.
+    ///
+    /// # Errors
+    ///
+    /// The first reason the server is not ready.
+    pub fn readiness(&self) -> Result<(), NotReady> {
+        if self.fatal.load(SeqCst) {
+            Err(NotReady::Fatal)
+        } else if self.draining.load(SeqCst) {
+            Err(NotReady::Draining)
+        } else if self.journal.is_poisoned() {
+            Err(NotReady::Poisoned)
+        } else if self.unwritable.load(Relaxed) {
+            Err(NotReady::Unwritable)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// True once the listener died.
+    pub fn is_fatal(&self) -> bool {
+        self.fatal.load(SeqCst)
+    }
+
+    /// Starts the shutdown: `/readyz` answers 503 from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, SeqCst);
+    }
+
+    /// Marks the server as failed: `/healthz` answers 503 and `main` exits non-zero.
+    pub fn set_fatal(&self) {
+        self.fatal.store(true, SeqCst);
+    }
+
+    /// Takes one of the [`MAX_STREAMS`] `/visits` slots, or `None` if all are taken.
+    ///
+    /// `/visits` responses are long and paced by the client, and each holds a worker while it
+    /// streams: without a cap, a few slow readers could take every worker and starve `GET /`.
+    pub fn open_stream(&self) -> Option<StreamSlot> {
+        let mut n = self.streams.load(Relaxed);
+        loop {
+            if n >= MAX_STREAMS {
+                return None;
+            }
+            match self
+                .streams
+                .compare_exchange_weak(n, n + 1, Relaxed, Relaxed)
+            {
+                Ok(_) => {
+                    return Some(StreamSlot {
+                        streams: Arc::clone(&self.streams),
+                    });
+                }
+                Err(now) => n = now,
+            }
+        }
+    }
+
+    /// The values `/metrics` reads at scrape time.
+    pub fn gauges(&self) -> Gauges {
+        Gauges {
+            ready: self.readiness().is_ok(),
+            poisoned: self.journal.is_poisoned(),
+            unwritable: self.unwritable.load(Relaxed),
+            streams: self.streams.load(Relaxed),
+            disk_available: fs2::available_space(journal_dir(self.journal.path())).ok(),
+            journal: self.journal.stats(),
+        }
+    }
+}
+
+/// A taken `/visits` slot; dropping it frees the slot.
+#[derive(Debug)]
+pub struct StreamSlot {
+    streams: Arc<AtomicUsize>,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.streams.fetch_sub(1, Relaxed);
+    }
+}
+
+/// The directory holding the journal (for the free-space gauge).
+fn journal_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// A journal error with its cause chain, on one line: `cannot open /x/v.txt: Permission
+/// denied (os error 13)`.
+pub fn describe(e: &visit_journal::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Logs a journal error with the journal's path and the error's cause chain (which names
+/// the directory, if a directory was the problem).
+pub fn log_journal_error(event: &str, path: &Path, e: &visit_journal::Error) {
+    let cause = describe(e);
+    let path = path.display();
+    log::error(
+        event,
+        &[
+            ("path", Value::Display(&path)),
+            ("cause", Value::Str(&cause)),
+        ],
+    );
+}

@@ -1,0 +1,463 @@
+//! Configuration from flags, environment variables and defaults, in that order of precedence.
+//!
+//! ```text
+//! visit-server [--listen ADDR] [--file PATH] [--trusted-proxy IP ...] [--utc-offset +HH:MM]
+//! env: VISIT_LISTEN, VISIT_FILE, VISIT_TRUSTED_PROXIES, VISIT_UTC_OFFSET  (flags win)
+//! ```
+//!
+//! The parser is hand-written and table-driven ([`OPTIONS`]): each option names its flag, its
+//! environment variable, its help text and a function that applies a value, so adding one
+//! (the cluster view's `--name`, `--peers`, `--peer-dns`, `--peer-timeout`) is one table row
+//! and one field. Four options do not justify a dependency such as clap, with its compile time
+//! and its own conventions for env fallbacks and list splitting.
+//!
+//! Rules:
+//! - `--flag VALUE` and `--flag=VALUE` both work.
+//! - A flag given on the command line hides its environment variable entirely (for lists too:
+//!   `--trusted-proxy` flags replace `VISIT_TRUSTED_PROXIES`, they do not add to it).
+//! - An environment variable set to the empty string counts as unset (Kubernetes manifests
+//!   often template empty values).
+//! - List options repeat (`--trusted-proxy A --trusted-proxy B`) and accept commas
+//!   (`--trusted-proxy A,B`); the environment form is comma- or space-separated.
+//! - A single-valued flag given twice is an error, not "last wins": it is a typo more often
+//!   than an intent.
+//! - `-h`/`--help` and `-V`/`--version` win over everything else.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use chrono::FixedOffset;
+
+use crate::client_addr::{IpNet, TrustedProxies};
+
+/// Everything the server is configured with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where to listen. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// The visits journal. Default `data/visits.txt`, relative to the working directory.
+    pub file: PathBuf,
+    /// Peers whose `X-Forwarded-For` is believed. Default: none.
+    pub trusted_proxies: TrustedProxies,
+    /// The UTC offset written in timestamps. `None` (the default): the system's local offset
+    /// at the moment of each visit, so a daylight-saving change is followed.
+    pub utc_offset: Option<FixedOffset>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            file: PathBuf::from("data/visits.txt"),
+            trusted_proxies: TrustedProxies::default(),
+            utc_offset: None,
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Serve with this configuration.
+    Run(Config),
+    /// Print [`usage`] and exit 0.
+    Help,
+    /// Print the version and exit 0.
+    Version,
+}
+
+/// A bad flag or value: print it and [`usage`], exit 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// One configurable option.
+#[derive(Debug)]
+pub struct Opt {
+    /// The long flag, with its dashes.
+    pub flag: &'static str,
+    /// The environment variable that supplies it when the flag is absent.
+    pub env: &'static str,
+    /// The value's name in the usage text.
+    pub value: &'static str,
+    /// One line of help.
+    pub help: &'static str,
+    /// The default, as the usage text shows it.
+    pub default: &'static str,
+    /// True for list options: the flag repeats and values split on commas.
+    pub list: bool,
+    /// Applies one value (one list element, for list options).
+    pub apply: fn(&mut Config, &str) -> Result<(), String>,
+}
+
+/// The options, in the order the usage text lists them.
+pub const OPTIONS: &[Opt] = &[
+    Opt {
+        flag: "--listen",
+        env: "VISIT_LISTEN",
+        value: "ADDR",
+        help: "address and port to listen on, e.g. 0.0.0.0:8080 or [::]:8080",
+        default: "127.0.0.1:8080",
+        list: false,
+        apply: |c, v| {
+            c.listen = v
+                .parse()
+                .map_err(|_| format!("{v:?} is not an address:port such as 0.0.0.0:8080"))?;
+            Ok(())
+        },
+    },
+    Opt {
+        flag: "--file",
+        env: "VISIT_FILE",
+        value: "PATH",
+        help: "the visits journal; missing directories and the file are created",
+        default: "data/visits.txt",
+        list: false,
+        apply: |c, v| {
+            if v.is_empty() {
+                return Err("the journal path is empty".into());
+            }
+            c.file = PathBuf::from(v);
+            Ok(())
+        },
+    },
+    Opt {
+        flag: "--trusted-proxy",
+        env: "VISIT_TRUSTED_PROXIES",
+        value: "IP",
+        help: "a proxy whose X-Forwarded-For is believed: an IP or a CIDR network; repeat or \
+               separate with commas",
+        default: "none",
+        list: true,
+        apply: |c, v| {
+            c.trusted_proxies.push(v.parse::<IpNet>()?);
+            Ok(())
+        },
+    },
+    Opt {
+        flag: "--utc-offset",
+        env: "VISIT_UTC_OFFSET",
+        value: "+HH:MM",
+        help: "UTC offset of recorded timestamps, e.g. +03:00, -05:00 or Z",
+        default: "the system's local offset",
+        list: false,
+        apply: |c, v| {
+            c.utc_offset = Some(parse_offset(v)?);
+            Ok(())
+        },
+    },
+];
+
+/// Parses the command line (without the program name) and the environment.
+///
+/// `env` looks up a variable; pass `|k| std::env::var_os(k)` in `main` and a map in tests.
+///
+/// # Errors
+///
+/// [`UsageError`] for an unknown flag, a missing or bad value, a repeated single-valued flag,
+/// a positional argument or a non-UTF-8 argument or variable.
+pub fn parse<I, E>(args: I, env: E) -> Result<Command, UsageError>
+where
+    I: IntoIterator<Item = OsString>,
+    E: Fn(&str) -> Option<OsString>,
+{
+    let args = args
+        .into_iter()
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| UsageError(format!("argument {a:?} is not valid UTF-8")))
+        })
+        .collect::<Result<Vec<String>, UsageError>>()?;
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        return Ok(Command::Help);
+    }
+    if args.iter().any(|a| a == "-V" || a == "--version") {
+        return Ok(Command::Version);
+    }
+
+    // Values given on the command line, per option.
+    let mut given: Vec<Vec<String>> = vec![Vec::new(); OPTIONS.len()];
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => (name.to_string(), Some(value)),
+            _ => (arg.clone(), None),
+        };
+        let Some(i) = OPTIONS.iter().position(|o| o.flag == name) else {
+            return Err(UsageError(if arg.starts_with('-') {
+                format!("unknown option {name}")
+            } else {
+                format!("unexpected argument {arg:?}")
+            }));
+        };
+        let opt = &OPTIONS[i];
+        let value = match inline {
+            Some(v) => v.to_string(),
+            None => args
+                .next()
+                .ok_or_else(|| UsageError(format!("{} needs a value ({})", opt.flag, opt.value)))?,
+        };
+        if !opt.list && !given[i].is_empty() {
+            return Err(UsageError(format!("{} given twice", opt.flag)));
+        }
+        given[i].push(value);
+    }
+
+    let mut config = Config::default();
+    for (opt, values) in OPTIONS.iter().zip(given) {
+        let (values, source) = if values.is_empty() {
+            match env(opt.env) {
+                Some(v) if !v.is_empty() => {
+                    let v = v.into_string().map_err(|_| {
+                        UsageError(format!(
+                            "environment variable {} is not valid UTF-8",
+                            opt.env
+                        ))
+                    })?;
+                    (vec![v], opt.env)
+                }
+                _ => continue,
+            }
+        } else {
+            (values, opt.flag)
+        };
+        for value in values {
+            let parts: Vec<&str> = if opt.list {
+                value
+                    .split([',', ' ', '\t', '\n'])
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            } else {
+                vec![value.as_str()]
+            };
+            for part in parts {
+                (opt.apply)(&mut config, part).map_err(|e| UsageError(format!("{source}: {e}")))?;
+            }
+        }
+    }
+    Ok(Command::Run(config))
+}
+
+/// The usage text, generated from [`OPTIONS`].
+pub fn usage() -> String {
+    let mut out = String::from(
+        "Usage: visit-server [OPTIONS]\n\n\
+         Records each GET / as one durable line in a visits journal and serves the journal \
+         over HTTP.\n\n\
+         Options:\n",
+    );
+    for o in OPTIONS {
+        let left = format!("  {} {}", o.flag, o.value);
+        out.push_str(&format!("{left:<26}{}\n", o.help));
+        out.push_str(&format!(
+            "{:26}[env: {}] [default: {}]\n",
+            "", o.env, o.default
+        ));
+    }
+    out.push_str(&format!("{:<26}print this help\n", "  -h, --help"));
+    out.push_str(&format!("{:<26}print the version\n", "  -V, --version"));
+    out.push_str(
+        "\nEndpoints: GET / records a visit; GET /visits[?limit=N][&format=json]; /healthz, \
+         /livez, /readyz, /metrics.\n",
+    );
+    out
+}
+
+/// Parses `Z`, `+HH:MM` or `-HH:MM`.
+///
+/// # Errors
+///
+/// A message naming the value, if it is not one of those forms or is out of range.
+pub fn parse_offset(s: &str) -> Result<FixedOffset, String> {
+    let bad = || format!("{s:?} is not a UTC offset such as +03:00, -05:00 or Z");
+    if s == "Z" || s == "z" {
+        return FixedOffset::east_opt(0).ok_or_else(bad);
+    }
+    let b = s.as_bytes();
+    if b.len() != 6 || b[3] != b':' || !matches!(b[0], b'+' | b'-') {
+        return Err(bad());
+    }
+    let digits = |r: std::ops::Range<usize>| -> Option<i32> {
+        let d = &s[r];
+        if d.bytes().all(|c| c.is_ascii_digit()) {
+            d.parse().ok()
+        } else {
+            None
+        }
+    };
+    let (h, m) = (digits(1..3).ok_or_else(bad)?, digits(4..6).ok_or_else(bad)?);
+    if h > 23 || m > 59 {
+        return Err(bad());
+    }
+    let secs = (h * 3600 + m * 60) * if b[0] == b'-' { -1 } else { 1 };
+    FixedOffset::east_opt(secs).ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Command, UsageError> {
+        let env: HashMap<String, OsString> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        parse(args.iter().map(OsString::from), |k| env.get(k).cloned())
+    }
+
+    fn config(args: &[&str], env: &[(&str, &str)]) -> Config {
+        match run(args, env) {
+            Ok(Command::Run(c)) => c,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[], &[]);
+        assert_eq!(c, Config::default());
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.file, PathBuf::from("data/visits.txt"));
+        assert!(c.trusted_proxies.is_empty());
+        assert_eq!(c.utc_offset, None);
+    }
+
+    #[test]
+    fn flags_beat_env_beats_defaults() {
+        let env = [
+            ("VISIT_LISTEN", "0.0.0.0:9000"),
+            ("VISIT_FILE", "/env/visits.txt"),
+            ("VISIT_TRUSTED_PROXIES", "10.0.0.1, 10.0.0.2"),
+            ("VISIT_UTC_OFFSET", "-05:00"),
+        ];
+        let c = config(&[], &env);
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(c.file, PathBuf::from("/env/visits.txt"));
+        assert_eq!(c.trusted_proxies.to_string(), "10.0.0.1,10.0.0.2");
+        assert_eq!(c.utc_offset, FixedOffset::west_opt(5 * 3600));
+
+        let c = config(
+            &[
+                "--listen",
+                "[::]:8081",
+                "--file=/flag/v.txt",
+                "--trusted-proxy",
+                "192.168.0.0/16",
+                "--trusted-proxy=fd00::1,10.9.9.9",
+                "--utc-offset",
+                "Z",
+            ],
+            &env,
+        );
+        assert_eq!(c.listen.to_string(), "[::]:8081");
+        assert_eq!(c.file, PathBuf::from("/flag/v.txt"));
+        assert_eq!(
+            c.trusted_proxies.to_string(),
+            "192.168.0.0/16,fd00::1,10.9.9.9"
+        );
+        assert_eq!(c.utc_offset, FixedOffset::east_opt(0));
+    }
+
+    #[test]
+    fn empty_env_counts_as_unset() {
+        assert_eq!(
+            config(&[], &[("VISIT_LISTEN", ""), ("VISIT_FILE", "")]),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn help_and_version_win() {
+        assert_eq!(run(&["--bogus", "--help"], &[]), Ok(Command::Help));
+        assert_eq!(run(&["-h"], &[]), Ok(Command::Help));
+        assert_eq!(run(&["-V"], &[]), Ok(Command::Version));
+        assert_eq!(run(&["--version"], &[]), Ok(Command::Version));
+    }
+
+    #[test]
+    fn bad_input_is_a_usage_error_naming_the_problem() {
+        for (args, env, want) in [
+            (&["--bogus"][..], &[][..], "unknown option --bogus"),
+            (&["serve"], &[], "unexpected argument \"serve\""),
+            (&["--listen"], &[], "--listen needs a value (ADDR)"),
+            (
+                &["--listen", "localhost"],
+                &[],
+                "--listen: \"localhost\" is not",
+            ),
+            (
+                &["--listen", "1:1", "--listen", "2:2"],
+                &[],
+                "--listen given twice",
+            ),
+            (&["--file="], &[], "--file: the journal path is empty"),
+            (
+                &["--trusted-proxy", "10.0.0.0/40"],
+                &[],
+                "bad prefix length",
+            ),
+            (
+                &["--utc-offset", "+3"],
+                &[],
+                "--utc-offset: \"+3\" is not a UTC offset",
+            ),
+            (
+                &[],
+                &[("VISIT_UTC_OFFSET", "+24:00")],
+                "VISIT_UTC_OFFSET: \"+24:00\"",
+            ),
+            (
+                &[],
+                &[("VISIT_TRUSTED_PROXIES", "proxy")],
+                "VISIT_TRUSTED_PROXIES: \"proxy\"",
+            ),
+        ] {
+            let err = run(args, env).unwrap_err().0;
+            assert!(err.contains(want), "{args:?} {env:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn offsets() {
+        assert_eq!(
+            parse_offset("+03:00"),
+            Ok(FixedOffset::east_opt(10800).unwrap())
+        );
+        assert_eq!(
+            parse_offset("-09:30"),
+            Ok(FixedOffset::west_opt(34200).unwrap())
+        );
+        assert_eq!(parse_offset("z"), Ok(FixedOffset::east_opt(0).unwrap()));
+        for bad in [
+            "",
+            "03:00",
+            "+0300",
+            "+03:60",
+            "+3:00",
+            "+03:0a",
+            "+-3:00",
+            "+03:00:00",
+        ] {
+            assert!(parse_offset(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn usage_lists_every_option_and_its_env() {
+        let u = usage();
+        for o in OPTIONS {
+            assert!(u.contains(o.flag) && u.contains(o.env), "{}", o.flag);
+        }
+        assert!(u.contains("--help") && u.contains("--version"));
+    }
+}

@@ -1,0 +1,45 @@
+//! `visit-server`: the HTTP face of a [`visit_journal`] file.
+//!
+//! `GET /` records the client's visit as one durable line and greets; `GET /visits` streams
+//! the journal back. It replaces the classic Kubernetes lab's Flask app with one people can
+//! rely on: a `200` means the visit is on disk (fsynced), nothing a client sends can become a
+//! line, probes and scanners are never counted, and the server stays up under abuse. The
+//! interface is section 3 of the project's contract; the repository README shows a session.
+//!
+//! # Layout
+//!
+//! - [`config`]: flags > environment > defaults; `--help`, `--version`.
+//! - [`client_addr`]: the TCP peer, or the rightmost untrusted `X-Forwarded-For` entry when
+//!   the peer is a trusted proxy.
+//! - [`query`]: the strict `?limit=&format=` of `/visits`.
+//! - [`routes`]: `handle(&App, &RequestInfo) -> Reply`, one match on (method, path), and the
+//!   screen that refuses bodies, smuggling material and oversized headers. No socket.
+//! - [`app`]: the shared state: the journal, metrics, readiness and its self-healing.
+//! - [`stream`]: `/visits` bodies (text and JSON) that stream in constant memory.
+//! - [`metrics`]: counters in atomics, rendered as Prometheus text.
+//! - [`log`]: one JSON object per line on stdout.
+//! - [`server`]: the listening socket, the worker pool over tiny_http, and what is (and is
+//!   not) bounded.
+//! - [`shutdown`]: SIGTERM/SIGINT and the drain timing.
+//!
+//! `main.rs` only wires these together.
+//!
+//! # Architecture Invariants
+//!
+//! - Only `GET /` appends, and only through [`app::App::record_visit`], with a typed
+//!   [`std::net::IpAddr`]: no string from a request reaches the journal.
+//! - A `200` for `GET /` is sent only after `Journal::append` returned `Ok`.
+//! - This crate knows no byte of the file format: it writes [`visit_journal::Visit`] values,
+//!   streams [`visit_journal::Reader`] text, and formats JSON from parsed visits.
+//! - Request bodies are never read.
+
+pub mod app;
+pub mod client_addr;
+pub mod config;
+pub mod log;
+pub mod metrics;
+pub mod query;
+pub mod routes;
+pub mod server;
+pub mod shutdown;
+pub mod stream;

@@ -1,0 +1,179 @@
+//! The query string of `GET /visits`: strict, so a typo is a 400 rather than a silent default.
+//!
+//! | key | values | default |
+//! |---|---|---|
+//! | `limit` | a decimal `u64`: the last N lines | every line |
+//! | `format` | `text`, `json` | `text` |
+//!
+//! Unknown keys, a key given twice, a key without `=value`, a bad value or a bad
+//! percent-escape are errors. Empty pairs (`?&limit=3&`) are allowed. Keys and values are
+//! percent-decoded and `+` means a space, as in HTML forms.
+//! The cluster view's `scope=local|cluster` will be one more arm in [`VisitsQuery::parse`].
+
+use std::fmt;
+
+/// How `/visits` renders the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// The journal's lines, byte for byte.
+    #[default]
+    Text,
+    /// A JSON array of `{"time": ..., "ip": ...}`.
+    Json,
+}
+
+/// A parsed `/visits` query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VisitsQuery {
+    /// Only the last `limit` lines.
+    pub limit: Option<u64>,
+    /// The rendering.
+    pub format: Format,
+}
+
+/// Why a query was refused; its text is the 400 response's body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryError(pub String);
+
+impl fmt::Display for QueryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for QueryError {}
+
+impl VisitsQuery {
+    /// Parses the part of the URL after `?` (empty if there is none).
+    ///
+    /// # Errors
+    ///
+    /// [`QueryError`] naming the first problem.
+    pub fn parse(query: &str) -> Result<VisitsQuery, QueryError> {
+        let mut q = VisitsQuery::default();
+        let mut seen: Vec<String> = Vec::new();
+        for (key, value) in pairs(query)? {
+            if seen.contains(&key) {
+                return Err(QueryError(format!("{key} given twice")));
+            }
+            match key.as_str() {
+                "limit" => {
+                    // `u64::from_str` accepts a leading `+`; a query parameter should not.
+                    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                        return Err(QueryError(format!(
+                            "limit must be a whole number, not {value:?}"
+                        )));
+                    }
+                    let n = value
+                        .parse()
+                        .map_err(|_| QueryError(format!("limit {value} is too large")))?;
+                    q.limit = Some(n);
+                }
+                "format" => {
+                    q.format = match value.as_str() {
+                        "text" => Format::Text,
+                        "json" => Format::Json,
+                        _ => {
+                            return Err(QueryError(format!(
+                                "format must be text or json, not {value:?}"
+                            )));
+                        }
+                    }
+                }
+                _ => {
+                    return Err(QueryError(format!(
+                        "unknown parameter {key:?} (known: limit, format)"
+                    )));
+                }
+            }
+            seen.push(key);
+        }
+        Ok(q)
+    }
+}
+
+/// Splits and decodes `a=1&b=2`.
+fn pairs(query: &str) -> Result<Vec<(String, String)>, QueryError> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| QueryError(format!("{:?} needs a value", decode_lossy(pair))))?;
+            Ok((decode(key)?, decode(value)?))
+        })
+        .collect()
+}
+
+/// Percent-decodes a query component.
+fn decode(s: &str) -> Result<String, QueryError> {
+    let bad = || QueryError(format!("bad percent-escape in {s:?}"));
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = b.get(i + 1..i + 3).ok_or_else(bad)?;
+                let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| QueryError(format!("{s:?} is not UTF-8 once decoded")))
+}
+
+fn decode_lossy(s: &str) -> String {
+    decode(s).unwrap_or_else(|_| s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(q: &str) -> VisitsQuery {
+        VisitsQuery::parse(q).unwrap_or_else(|e| panic!("{q:?}: {e}"))
+    }
+
+    fn err(q: &str) -> String {
+        VisitsQuery::parse(q).unwrap_err().0
+    }
+
+    #[test]
+    fn accepts_limit_and_format() {
+        assert_eq!(ok(""), VisitsQuery::default());
+        assert_eq!(ok("limit=3").limit, Some(3));
+        assert_eq!(ok("limit=0").limit, Some(0));
+        assert_eq!(ok("format=json").format, Format::Json);
+        assert_eq!(
+            ok("&format=text&limit=18446744073709551615&"),
+            VisitsQuery {
+                limit: Some(u64::MAX),
+                format: Format::Text
+            }
+        );
+        assert_eq!(ok("f%6Frmat=%6Ason").format, Format::Json);
+    }
+
+    #[test]
+    fn refuses_anything_else() {
+        assert!(err("limit=x").contains("whole number"));
+        assert!(err("limit=-1").contains("whole number"));
+        assert!(err("limit=+1").contains("whole number"));
+        assert!(err("limit=").contains("whole number"));
+        assert!(err("limit=18446744073709551616").contains("too large"));
+        assert!(err("limit=1&limit=2").contains("given twice"));
+        assert!(err("format=xml").contains("text or json"));
+        assert!(err("format=JSON").contains("text or json"));
+        assert!(err("scope=local").contains("unknown parameter \"scope\""));
+        assert!(err("limit").contains("needs a value"));
+        assert!(err("limit=%zz").contains("percent-escape"));
+        assert!(err("limit=%4").contains("percent-escape"));
+        assert!(err("format=%ff").contains("not UTF-8"));
+    }
+}

@@ -1,0 +1,712 @@
+//! Request handling: one function from a request to a [`Reply`], without a socket.
+//!
+//! | path | GET | HEAD | other methods |
+//! |---|---|---|---|
+//! | `/` | records a visit, 200 greeting (503 + `Retry-After` if the journal refuses) | the same status, records nothing | 405 |
+//! | `/visits` | the journal, streamed; `?limit=N`, `?format=json`; bad query 400 | headers only | 405 |
+//! | `/healthz`, `/livez` | 200 while the process serves | same | 405 |
+//! | `/readyz` | 200 if the journal is writable and not draining, else 503 | same | 405 |
+//! | `/metrics` | Prometheus text | same | 405 |
+//! | anything else (`/favicon.ico`, `/../`, `/visits/`) | 404 | 404 | 404 |
+//!
+//! Paths match exactly, undecoded: `/%76isits` and `/visits/../` are 404, so no path trick
+//! reaches a handler. The query is read only by `/visits`; elsewhere it is ignored, so
+//! `/?utm=x` is a visit.
+//!
+//! Before routing, [`screen`] refuses what this server does not parse: request bodies,
+//! `Transfer-Encoding`, conflicting `Content-Length`, control characters in headers and
+//! oversized headers. Those replies close the connection (see `server`), so a body tiny_http
+//! did not consume cannot be read as the next request.
+//!
+//! Architecture Invariant: only `GET /` calls [`App::record_visit`], and only after every
+//! check has passed; no other path, method or refusal writes to the journal.
+
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use tiny_http::{Header, Method, Request};
+use visit_journal::Reader;
+
+use crate::app::{App, NotReady, log_journal_error};
+use crate::client_addr::{self, client_ip};
+use crate::query::{Format, VisitsQuery};
+use crate::stream::{JsonVisits, Slotted};
+
+/// The most bytes of request line and headers accepted; more is answered 431.
+///
+/// tiny_http has already read them into memory by then (it has no limit of its own), so this
+/// bounds what reaches the handlers, not what a connection can make the server buffer.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// `Retry-After` of a 503, in seconds.
+pub const RETRY_AFTER: &str = "1";
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// What a handler needs to know about a request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestInfo<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The request target as sent: path and query, undecoded.
+    pub url: &'a str,
+    /// `(1, 1)` or `(1, 0)`; tiny_http answers other versions itself.
+    pub http_version: (u8, u8),
+    /// The TCP peer.
+    pub peer: Option<SocketAddr>,
+    /// The headers, in order.
+    pub headers: &'a [Header],
+}
+
+impl<'a> RequestInfo<'a> {
+    /// Views a tiny_http request.
+    pub fn of(rq: &'a Request) -> RequestInfo<'a> {
+        let v = rq.http_version();
+        RequestInfo {
+            method: rq.method(),
+            url: rq.url(),
+            http_version: (v.0, v.1),
+            peer: rq.remote_addr().copied(),
+            headers: rq.headers(),
+        }
+    }
+
+    /// The values of every header named `name`, in order.
+    pub fn header_values(&self, name: &'static str) -> impl DoubleEndedIterator<Item = &'a str> {
+        self.headers
+            .iter()
+            .filter(move |h| h.field.equiv(name))
+            .map(|h| h.value.as_str())
+    }
+
+    /// The path, without the query.
+    pub fn path(&self) -> &'a str {
+        self.url.split_once('?').map_or(self.url, |(p, _)| p)
+    }
+
+    /// The query, without `?` (empty if none).
+    pub fn query(&self) -> &'a str {
+        self.url.split_once('?').map_or("", |(_, q)| q)
+    }
+
+    /// The declared body length: `Ok(0)` without `Content-Length`.
+    fn content_length(&self) -> Result<u64, &'static str> {
+        let mut length = None;
+        for v in self.header_values("Content-Length") {
+            // RFC 9110 allows `Content-Length: 5, 5`; take each element.
+            for v in v.split(',').map(str::trim) {
+                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err("bad Content-Length");
+                }
+                let n: u64 = v.parse().map_err(|_| "bad Content-Length")?;
+                match length {
+                    Some(m) if m != n => return Err("conflicting Content-Length headers"),
+                    _ => length = Some(n),
+                }
+            }
+        }
+        Ok(length.unwrap_or(0))
+    }
+}
+
+/// A response, before it is written.
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// Headers besides `Content-Length`, `Date` and `Server` (added when it is written).
+    pub headers: Vec<(&'static str, String)>,
+    /// The body.
+    pub body: Body,
+    /// Close the connection after this response (see [`screen`]).
+    pub close: bool,
+    /// The address a visit was recorded with, for the request log.
+    pub recorded: Option<IpAddr>,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body", &self.body)
+            .field("close", &self.close)
+            .field("recorded", &self.recorded)
+            .finish()
+    }
+}
+
+/// A response body.
+pub enum Body {
+    /// A small body, sent with `Content-Length`.
+    Text(String),
+    /// A streamed body of unknown length, sent chunked.
+    Stream(Box<dyn Read + Send>),
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Body::Text(s) => f.debug_tuple("Text").field(s).finish(),
+            Body::Stream(_) => f.write_str("Stream(..)"),
+        }
+    }
+}
+
+impl Reply {
+    /// A plain-text reply.
+    pub fn text(status: u16, body: impl Into<String>) -> Reply {
+        Reply {
+            status,
+            headers: vec![
+                ("Content-Type", TEXT.into()),
+                ("Cache-Control", "no-store".into()),
+            ],
+            body: Body::Text(body.into()),
+            close: false,
+            recorded: None,
+        }
+    }
+
+    fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        match self.headers.iter_mut().find(|(n, _)| *n == name) {
+            Some(h) => h.1 = value.into(),
+            None => self.headers.push((name, value.into())),
+        }
+        self
+    }
+
+    fn closing(mut self) -> Reply {
+        self.close = true;
+        self
+    }
+
+    /// A header's value, if set.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Reads the whole body (for tests and small bodies).
+    ///
+    /// # Errors
+    ///
+    /// An I/O error from a streamed body.
+    pub fn into_bytes(self) -> std::io::Result<Vec<u8>> {
+        match self.body {
+            Body::Text(s) => Ok(s.into_bytes()),
+            Body::Stream(mut r) => {
+                let mut v = Vec::new();
+                r.read_to_end(&mut v)?;
+                Ok(v)
+            }
+        }
+    }
+}
+
+/// Handles one request: [`screen`], then [`route`].
+pub fn handle(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
+    if let Some(refusal) = screen(rq) {
+        return refusal;
+    }
+    let mut reply = route(app, rq);
+    // A body on another method (a POST with data, say) is never read: close so its bytes
+    // are not parsed as a request. Only 404/405 reach here for such methods.
+    if rq.content_length().is_ok_and(|n| n > 0) {
+        reply.close = true;
+    }
+    reply
+}
+
+/// True if the reply to this request will close the connection, known before handling it
+/// (the worker marks the connection before the next request on it can be taken).
+pub fn must_close(rq: &RequestInfo<'_>) -> bool {
+    screen(rq).is_some() || rq.content_length().is_ok_and(|n| n > 0)
+}
+
+/// Refuses requests this server will not parse; `None` lets them through.
+///
+/// - more than [`MAX_HEADER_BYTES`] of request line and headers: 431;
+/// - a control character (other than tab) in the target or a header: 400 — tiny_http splits
+///   lines on CRLF only, so a bare LF or CR inside a header value is a smuggling or log-forging
+///   attempt, not something a client sends by accident;
+/// - `Transfer-Encoding` (any value, any method): 400 — this server reads no body, and
+///   tiny_http gives `Transfer-Encoding` precedence over `Content-Length`, which a proxy in
+///   front may not;
+/// - an unparsable or conflicting `Content-Length`: 400;
+/// - a body on `GET` or `HEAD`: 400.
+///
+/// Every refusal closes the connection.
+pub fn screen(rq: &RequestInfo<'_>) -> Option<Reply> {
+    let size = rq.method.as_str().len()
+        + rq.url.len()
+        + 12
+        + rq.headers
+            .iter()
+            .map(|h| h.field.as_str().len() + h.value.len() + 4)
+            .sum::<usize>();
+    if size > MAX_HEADER_BYTES {
+        return Some(
+            Reply::text(
+                431,
+                format!("request header fields too large (over {MAX_HEADER_BYTES} bytes)\n"),
+            )
+            .closing(),
+        );
+    }
+    let is_ctl = |b: u8| (b < 0x20 && b != b'\t') || b == 0x7f;
+    if rq.url.bytes().any(is_ctl)
+        || rq.headers.iter().any(|h| {
+            h.field.as_str().as_bytes().iter().any(|&b| is_ctl(b))
+                || h.value.as_bytes().iter().any(|&b| is_ctl(b))
+        })
+    {
+        return Some(Reply::text(400, "control character in request\n").closing());
+    }
+    if rq.header_values("Transfer-Encoding").next().is_some() {
+        return Some(
+            Reply::text(
+                400,
+                "Transfer-Encoding is not accepted: this server reads no request body\n",
+            )
+            .closing(),
+        );
+    }
+    match rq.content_length() {
+        Err(why) => Some(Reply::text(400, format!("{why}\n")).closing()),
+        Ok(n) if n > 0 && matches!(rq.method, Method::Get | Method::Head) => {
+            Some(Reply::text(400, format!("{} takes no request body\n", rq.method)).closing())
+        }
+        Ok(_) => None,
+    }
+}
+
+/// Dispatches on (method, path).
+pub fn route(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
+    let read_only = matches!(rq.method, Method::Get | Method::Head);
+    match (rq.path(), read_only) {
+        ("/", _) => match rq.method {
+            Method::Get => visit(app, rq),
+            // As GET would answer, without recording: 503 while the journal refuses visits.
+            Method::Head => match app.readiness() {
+                Err(NotReady::Poisoned | NotReady::Unwritable) => {
+                    unavailable("the visit could not be recorded; please retry\n")
+                }
+                _ => greeting(app, None),
+            },
+            _ => not_allowed(),
+        },
+        ("/visits", true) => visits(app, rq),
+        ("/healthz" | "/livez", true) => {
+            if app.is_fatal() {
+                Reply::text(503, "listener failed\n")
+            } else {
+                Reply::text(200, "ok\n")
+            }
+        }
+        ("/readyz", true) => {
+            app.heal();
+            match app.readiness() {
+                Ok(()) => Reply::text(200, "ready\n"),
+                Err(why) => unavailable(format!("not ready: {}\n", why.reason())),
+            }
+        }
+        ("/metrics", true) => Reply::text(200, app.metrics.render(&app.gauges()))
+            .with_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
+        ("/visits" | "/healthz" | "/livez" | "/readyz" | "/metrics", false) => not_allowed(),
+        _ => Reply::text(404, "not found\n"),
+    }
+}
+
+fn not_allowed() -> Reply {
+    Reply::text(405, "method not allowed\n").with_header("Allow", "GET, HEAD")
+}
+
+fn unavailable(body: impl Into<String>) -> Reply {
+    Reply::text(503, body).with_header("Retry-After", RETRY_AFTER)
+}
+
+/// `GET /`: records the visit, then greets.
+fn visit(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
+    let ip = client_ip(
+        rq.peer.map_or(client_addr::UNSPECIFIED, |p| p.ip()),
+        rq.header_values("X-Forwarded-For"),
+        &app.config.trusted_proxies,
+    );
+    if rq.peer.is_none() {
+        // tiny_http has a peer for every TCP connection; never record a made-up address.
+        return Reply::text(500, "no peer address\n");
+    }
+    match app.record_visit(ip) {
+        Ok(v) => {
+            let mut reply = greeting(app, Some(v.at));
+            reply.recorded = Some(ip);
+            reply
+        }
+        Err(_) => unavailable("the visit could not be recorded; please retry\n"),
+    }
+}
+
+/// The greeting, with the time of the visit (or of now, for `HEAD`).
+fn greeting(app: &App, at: Option<chrono::DateTime<chrono::FixedOffset>>) -> Reply {
+    let at = at.unwrap_or_else(|| match app.config.utc_offset {
+        Some(o) => chrono::Utc::now().with_timezone(&o),
+        None => chrono::Local::now().fixed_offset(),
+    });
+    Reply::text(
+        200,
+        format!(
+            "Hello! It is {} ({}). Your visit is recorded; see /visits.\n",
+            at.format("%H:%M:%S"),
+            at.format("%A %-d %B %Y, UTC%:z")
+        ),
+    )
+}
+
+/// `GET /visits`.
+fn visits(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
+    let q = match VisitsQuery::parse(rq.query()) {
+        Ok(q) => q,
+        Err(e) => return Reply::text(400, format!("bad query: {e}\n")),
+    };
+    // Without chunked encoding (HTTP/1.0), or asked for identity coding (`TE: identity`),
+    // tiny_http would buffer the whole body to learn its length: refuse rather than hold a
+    // whole journal in memory.
+    if rq.http_version < (1, 1) {
+        return Reply::text(505, "/visits is streamed and needs HTTP/1.1\n");
+    }
+    if rq
+        .header_values("TE")
+        .any(|v| v.to_ascii_lowercase().contains("identity"))
+    {
+        return Reply::text(400, "TE: identity is not supported: /visits is streamed\n");
+    }
+    let Some(slot) = app.open_stream() else {
+        return unavailable("too many /visits responses in progress\n");
+    };
+    let mut reader = match Reader::open(app.journal.path()) {
+        Ok(r) => r,
+        Err(e) => {
+            log_journal_error("visits_open_failed", app.journal.path(), &e);
+            return unavailable("the journal cannot be read\n");
+        }
+    };
+    if let Some(n) = q.limit
+        && let Err(e) = reader.tail(n)
+    {
+        log_journal_error("visits_read_failed", app.journal.path(), &e);
+        return unavailable("the journal cannot be read\n");
+    }
+    let (content_type, body): (&str, Box<dyn Read + Send>) = match q.format {
+        Format::Text => (TEXT, Box::new(Slotted::new(reader.into_text(), slot))),
+        Format::Json => (
+            "application/json",
+            Box::new(Slotted::new(JsonVisits::new(reader, Arc::clone(app)), slot)),
+        ),
+    };
+    let mut reply = Reply::text(200, String::new()).with_header("Content-Type", content_type);
+    reply.body = Body::Stream(body);
+    reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use visit_journal::Journal;
+
+    struct Fixture {
+        app: Arc<App>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn fixture(config: impl FnOnce(&mut Config)) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config {
+            file: dir.path().join("data/visits.txt"),
+            ..Config::default()
+        };
+        config(&mut c);
+        let journal = Journal::open(&c.file).unwrap();
+        Fixture {
+            app: Arc::new(App::new(c, journal)),
+            _dir: dir,
+        }
+    }
+
+    fn header(name: &str, value: &str) -> Header {
+        Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap()
+    }
+
+    fn request<'a>(method: &'a Method, url: &'a str, headers: &'a [Header]) -> RequestInfo<'a> {
+        RequestInfo {
+            method,
+            url,
+            http_version: (1, 1),
+            peer: Some("203.0.113.7:40000".parse().unwrap()),
+            headers,
+        }
+    }
+
+    fn lines(f: &Fixture) -> Vec<String> {
+        std::fs::read_to_string(f.app.journal.path())
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn body(r: Reply) -> String {
+        String::from_utf8(r.into_bytes().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn get_root_records_the_peer_and_greets() {
+        let f = fixture(|_| {});
+        let r = handle(&f.app, &request(&Method::Get, "/?utm=x", &[]));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.recorded, Some("203.0.113.7".parse().unwrap()));
+        assert!(body(r).starts_with("Hello! It is "));
+        let l = lines(&f);
+        assert_eq!(l.len(), 1);
+        assert!(l[0].ends_with(" - 203.0.113.7"), "{l:?}");
+    }
+
+    #[test]
+    fn only_get_root_records() {
+        let f = fixture(|_| {});
+        let cases: &[(&Method, &str, u16)] = &[
+            (&Method::Head, "/", 200),
+            (&Method::Post, "/", 405),
+            (&Method::Delete, "/", 405),
+            (&Method::Get, "/healthz", 200),
+            (&Method::Get, "/livez", 200),
+            (&Method::Head, "/livez", 200),
+            (&Method::Get, "/readyz", 200),
+            (&Method::Get, "/metrics", 200),
+            (&Method::Get, "/visits", 200),
+            (&Method::Put, "/visits", 405),
+            (&Method::Get, "/favicon.ico", 404),
+            (&Method::Get, "/../", 404),
+            (&Method::Get, "/visits/../", 404),
+            (&Method::Get, "/%76isits", 404),
+            (&Method::Get, "//", 404),
+            (&Method::Get, "http://example.com/", 404),
+            (&Method::Get, "*", 404),
+        ];
+        for (method, url, status) in cases {
+            let r = handle(&f.app, &request(method, url, &[]));
+            assert_eq!(r.status, *status, "{method} {url}");
+            if *status == 405 {
+                assert_eq!(r.header("Allow"), Some("GET, HEAD"));
+            }
+            assert!(!r.close, "{method} {url}");
+        }
+        assert!(lines(&f).is_empty());
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_from_trusted_proxies() {
+        let f = fixture(|c| c.trusted_proxies.push("203.0.113.7".parse().unwrap()));
+        let h = [
+            header("X-Forwarded-For", "6.6.6.6, 198.51.100.9"),
+            header("X-Real-IP", "7.7.7.7"),
+        ];
+        assert_eq!(handle(&f.app, &request(&Method::Get, "/", &h)).status, 200);
+        let untrusted = fixture(|_| {});
+        assert_eq!(
+            handle(&untrusted.app, &request(&Method::Get, "/", &h)).status,
+            200
+        );
+        assert!(lines(&f)[0].ends_with(" - 198.51.100.9"));
+        assert!(lines(&untrusted)[0].ends_with(" - 203.0.113.7"));
+    }
+
+    #[test]
+    fn screen_refuses_bodies_and_smuggling_material_and_closes() {
+        let f = fixture(|_| {});
+        let big = "x".repeat(MAX_HEADER_BYTES);
+        let cases: Vec<(Vec<Header>, u16)> = vec![
+            (vec![header("Transfer-Encoding", "chunked")], 400),
+            (vec![header("Transfer-Encoding", "identity")], 400),
+            (vec![header("Content-Length", "5")], 400),
+            (
+                vec![header("Content-Length", "0"), header("Content-Length", "7")],
+                400,
+            ),
+            (vec![header("Content-Length", "1, 2")], 400),
+            (vec![header("Content-Length", "-1")], 400),
+            (vec![header("Content-Length", "+0")], 400),
+            (
+                vec![header(
+                    "X-Forwarded-For",
+                    "1.2.3.4\n2026-11-26T10:44:36.123+03:00 - 6.6.6.6",
+                )],
+                400,
+            ),
+            (vec![header("X-Note", "a\rb")], 400),
+            (vec![header("X-Big", &big)], 431),
+        ];
+        for (h, status) in &cases {
+            let rq = request(&Method::Get, "/", h);
+            assert!(must_close(&rq));
+            let r = handle(&f.app, &rq);
+            assert_eq!(r.status, *status, "{h:?}");
+            assert!(r.close);
+        }
+        // Harmless: an empty body, and repeated equal lengths.
+        for h in [
+            vec![header("Content-Length", "0")],
+            vec![header("Content-Length", "0, 0")],
+        ] {
+            let rq = request(&Method::Get, "/healthz", &h);
+            assert!(!must_close(&rq));
+            assert_eq!(handle(&f.app, &rq).status, 200);
+        }
+        // A POST with a body gets its 405, and the connection closes.
+        let h = [header("Content-Length", "3")];
+        let rq = request(&Method::Post, "/", &h);
+        assert!(must_close(&rq));
+        let r = handle(&f.app, &rq);
+        assert_eq!((r.status, r.close), (405, true));
+        assert!(lines(&f).is_empty());
+    }
+
+    #[test]
+    fn visits_serves_the_file_and_checks_the_query() {
+        let f = fixture(|_| {});
+        for _ in 0..3 {
+            assert_eq!(handle(&f.app, &request(&Method::Get, "/", &[])).status, 200);
+        }
+        let file = std::fs::read_to_string(f.app.journal.path()).unwrap();
+        let all = handle(&f.app, &request(&Method::Get, "/visits", &[]));
+        assert_eq!(all.header("Content-Type"), Some(TEXT));
+        assert_eq!(body(all), file);
+        let last = body(handle(
+            &f.app,
+            &request(&Method::Get, "/visits?limit=2", &[]),
+        ));
+        assert_eq!(
+            last,
+            file.lines()
+                .skip(1)
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+        );
+        let json = handle(
+            &f.app,
+            &request(&Method::Get, "/visits?format=json&limit=1", &[]),
+        );
+        assert_eq!(json.header("Content-Type"), Some("application/json"));
+        let json = body(json);
+        let (time, ip) = file.lines().last().unwrap().split_once(" - ").unwrap();
+        assert_eq!(
+            json,
+            format!("[\n{{\"time\":\"{time}\",\"ip\":\"{ip}\"}}\n]\n")
+        );
+        for bad in [
+            "/visits?limit=x",
+            "/visits?format=xml",
+            "/visits?limit=1&limit=1",
+            "/visits?x=1",
+        ] {
+            assert_eq!(
+                handle(&f.app, &request(&Method::Get, bad, &[])).status,
+                400,
+                "{bad}"
+            );
+        }
+        let mut old = request(&Method::Get, "/visits", &[]);
+        old.http_version = (1, 0);
+        assert_eq!(handle(&f.app, &old).status, 505);
+        let te = [header("TE", "identity")];
+        assert_eq!(
+            handle(&f.app, &request(&Method::Get, "/visits", &te)).status,
+            400
+        );
+    }
+
+    #[test]
+    fn json_leaves_out_corrupt_lines_and_counts_them() {
+        let f = fixture(|_| {});
+        std::fs::write(
+            f.app.journal.path(),
+            "2026-11-26T10:44:36.123+03:00 - 10.0.0.7\nnot a visit\n2022-11-29T10:44:36+03:00 - ::1\n",
+        )
+        .unwrap();
+        let json = body(handle(
+            &f.app,
+            &request(&Method::Get, "/visits?format=json", &[]),
+        ));
+        assert_eq!(
+            json,
+            "[\n{\"time\":\"2026-11-26T10:44:36.123+03:00\",\"ip\":\"10.0.0.7\"},\n\
+             {\"time\":\"2022-11-29T10:44:36.000+03:00\",\"ip\":\"::1\"}\n]\n"
+        );
+        let empty = fixture(|_| {});
+        assert_eq!(
+            body(handle(
+                &empty.app,
+                &request(&Method::Get, "/visits?format=json", &[])
+            )),
+            "[\n]\n"
+        );
+        let metrics = body(handle(&f.app, &request(&Method::Get, "/metrics", &[])));
+        assert!(
+            metrics.contains("visit_server_json_skipped_lines_total 1\n"),
+            "{metrics}"
+        );
+    }
+
+    #[test]
+    fn streams_are_capped_and_released() {
+        let f = fixture(|_| {});
+        let held: Vec<Reply> = (0..crate::app::MAX_STREAMS)
+            .map(|_| handle(&f.app, &request(&Method::Get, "/visits", &[])))
+            .collect();
+        assert!(held.iter().all(|r| r.status == 200));
+        let refused = handle(&f.app, &request(&Method::Get, "/visits", &[]));
+        assert_eq!(refused.status, 503);
+        assert_eq!(refused.header("Retry-After"), Some(RETRY_AFTER));
+        drop(held);
+        assert_eq!(
+            handle(&f.app, &request(&Method::Get, "/visits", &[])).status,
+            200
+        );
+    }
+
+    #[test]
+    fn head_root_answers_as_get_would_without_recording() {
+        let f = fixture(|_| {});
+        assert_eq!(
+            handle(&f.app, &request(&Method::Head, "/", &[])).status,
+            200
+        );
+        f.app.mark_unwritable();
+        let r = handle(&f.app, &request(&Method::Head, "/", &[]));
+        assert_eq!(r.status, 503);
+        assert_eq!(r.header("Retry-After"), Some(RETRY_AFTER));
+        assert!(lines(&f).is_empty());
+    }
+
+    #[test]
+    fn readiness_follows_draining() {
+        let f = fixture(|_| {});
+        assert_eq!(
+            handle(&f.app, &request(&Method::Get, "/readyz", &[])).status,
+            200
+        );
+        f.app.start_draining();
+        let r = handle(&f.app, &request(&Method::Get, "/readyz", &[]));
+        assert_eq!(r.status, 503);
+        assert_eq!(r.header("Retry-After"), Some(RETRY_AFTER));
+        // Still alive, and GET / still records while draining (in-flight clients finish).
+        assert_eq!(
+            handle(&f.app, &request(&Method::Get, "/livez", &[])).status,
+            200
+        );
+        assert_eq!(handle(&f.app, &request(&Method::Get, "/", &[])).status, 200);
+    }
+}

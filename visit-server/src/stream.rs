@@ -1,0 +1,181 @@
+//! Response bodies for `/visits` that stream the journal in constant memory.
+//!
+//! tiny_http copies a body [`Read`] to the socket with chunked encoding, so a 256 MB journal
+//! goes out through a few fixed buffers and is never held in memory. Both bodies carry a
+//! [`StreamSlot`], freed when tiny_http drops the body after the response.
+//!
+//! The text body is [`Reader::into_text`]: the file's complete lines, byte for byte.
+//! The JSON body is [`JsonVisits`], which serializes one visit at a time.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+
+use chrono::SecondsFormat;
+use visit_journal::{Reader, Visit};
+
+use crate::app::{App, StreamSlot};
+use crate::log::{self, Value};
+
+/// A body that holds a `/visits` slot while it is read.
+pub struct Slotted<R> {
+    inner: R,
+    _slot: StreamSlot,
+}
+
+impl<R> std::fmt::Debug for Slotted<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slotted").finish_non_exhaustive()
+    }
+}
+
+impl<R> Slotted<R> {
+    /// Ties `inner` to `slot`.
+    pub fn new(inner: R, slot: StreamSlot) -> Slotted<R> {
+        Slotted { inner, _slot: slot }
+    }
+}
+
+impl<R: Read> Read for Slotted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+/// How many bytes of JSON [`JsonVisits`] prepares before handing them out.
+const JSON_BUF: usize = 16 * 1024;
+
+/// A JSON array of the visits a [`Reader`] yields, produced lazily:
+///
+/// ```text
+/// [
+/// {"time":"2026-11-26T10:44:36.123+03:00","ip":"10.0.0.7"},
+/// {"time":"2026-11-26T10:44:37.402+03:00","ip":"2001:db8::1"}
+/// ]
+/// ```
+///
+/// `time` is the visit's timestamp in RFC 3339 with its own offset and 3 fractional digits (6
+/// or 9 if the line has finer ones). A **corrupt line** is left out (every element has the same
+/// shape, so a client can rely on it); the text form still shows it byte for byte, the count
+/// goes to `visit_server_json_skipped_lines_total` and one warning per response names the
+/// first one. An **I/O error** ends the body with an error, so tiny_http aborts the chunked
+/// response without its final chunk: the client sees a truncated response, never a valid
+/// but incomplete array.
+#[derive(Debug)]
+pub struct JsonVisits {
+    visits: Reader,
+    app: Arc<App>,
+    buf: Vec<u8>,
+    pos: usize,
+    started: bool,
+    first: bool,
+    done: bool,
+    skipped: u64,
+    first_skipped: Option<String>,
+}
+
+impl JsonVisits {
+    /// Serializes what `visits` yields from its current position.
+    pub fn new(visits: Reader, app: Arc<App>) -> JsonVisits {
+        JsonVisits {
+            visits,
+            app,
+            buf: Vec::with_capacity(JSON_BUF + 128),
+            pos: 0,
+            started: false,
+            first: true,
+            done: false,
+            skipped: 0,
+            first_skipped: None,
+        }
+    }
+
+    fn fill(&mut self) -> io::Result<()> {
+        self.buf.clear();
+        self.pos = 0;
+        if !self.started {
+            self.buf.extend_from_slice(b"[\n");
+            self.started = true;
+        }
+        while self.buf.len() < JSON_BUF {
+            match self.visits.next() {
+                Some(Ok(v)) => {
+                    if !self.first {
+                        self.buf.extend_from_slice(b",\n");
+                    }
+                    self.first = false;
+                    push_visit(&mut self.buf, &v);
+                }
+                Some(Err(e)) if e.is_corrupt() => {
+                    self.skipped += 1;
+                    if self.first_skipped.is_none() {
+                        self.first_skipped = Some(e.to_string());
+                    }
+                }
+                Some(Err(e)) => {
+                    self.done = true;
+                    crate::app::log_journal_error(
+                        "visits_read_failed",
+                        self.app.journal.path(),
+                        &e,
+                    );
+                    return Err(io::Error::from(e));
+                }
+                None => {
+                    self.buf
+                        .extend_from_slice(if self.first { b"]\n" } else { b"\n]\n" });
+                    self.done = true;
+                    self.report_skipped();
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn report_skipped(&mut self) {
+        if self.skipped == 0 {
+            return;
+        }
+        self.app.metrics.json_skipped(self.skipped);
+        let first = self.first_skipped.take().unwrap_or_default();
+        log::warn(
+            "visits_json_skipped_corrupt_lines",
+            &[
+                ("count", self.skipped.into()),
+                ("first", Value::Str(&first)),
+            ],
+        );
+        self.skipped = 0;
+    }
+}
+
+impl Read for JsonVisits {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.buf.len() {
+            if self.done {
+                return Ok(0);
+            }
+            self.fill()?;
+        }
+        let n = (self.buf.len() - self.pos).min(out.len());
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Appends `{"time":"...","ip":"..."}`. Neither an RFC 3339 timestamp nor an IP address can
+/// contain a character JSON needs escaped, so none is escaped.
+fn push_visit(buf: &mut Vec<u8>, v: &Visit) {
+    buf.extend_from_slice(b"{\"time\":\"");
+    // Milliseconds, as the journal writes them, unless the line has finer digits.
+    let digits = if v.at.timestamp_subsec_nanos().is_multiple_of(1_000_000) {
+        SecondsFormat::Millis
+    } else {
+        SecondsFormat::AutoSi
+    };
+    buf.extend_from_slice(v.at.to_rfc3339_opts(digits, false).as_bytes());
+    buf.extend_from_slice(b"\",\"ip\":\"");
+    buf.extend_from_slice(v.ip.to_string().as_bytes());
+    buf.extend_from_slice(b"\"}");
+}
