@@ -32,7 +32,7 @@ use visit_journal::{Journal, Options, Reader, Visit};
 
 const CHILD_ENV: &str = "VISIT_JOURNAL_BENCH_CHILD";
 const ROUND: Duration = Duration::from_millis(600);
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 const READ_BYTES: u64 = 256 << 20;
 
 fn main() {
