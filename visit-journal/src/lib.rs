@@ -18,7 +18,7 @@
 //! - [`Journal`]: a file open for appending. [`Journal::append`] and
 //!   [`Journal::append_batch`] return once the records are durable. `Send + Sync`: share one
 //!   between threads and their appends are committed together.
-//! - [`Options`]: how to open a journal (fsync on or off, lock timeout).
+//! - [`Options`]: how to open a journal (fsync on or off, lock timeout, create or not).
 //! - [`Reader`]: streams the records of a journal in constant memory, with
 //!   [`tail`](Reader::tail), [`count_lines`](Reader::count_lines),
 //!   [`verify`](Reader::verify) and [`into_text`](Reader::into_text). Takes no lock.

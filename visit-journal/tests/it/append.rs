@@ -214,3 +214,12 @@ fn create_false_opens_only_an_existing_journal() {
     let journal = Options::new().create(false).open(&t.path).unwrap();
     assert_eq!(journal.stats().repaired_bytes, 15);
 }
+
+#[test]
+fn journal_and_reader_can_move_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Journal>();
+    send::<visit_journal::Reader>();
+    send_sync::<visit_journal::Error>();
+}
