@@ -127,6 +127,7 @@ fn gather<T: Send, L>(
         share.min(max_bytes),
         local,
     );
+    let asked = plan.targets.len();
     let mut missing = plan.missing;
     let mut parts = Vec::new();
     for (target, answer) in plan.targets.into_iter().zip(answers) {
@@ -171,7 +172,7 @@ fn gather<T: Send, L>(
         "fanout",
         &[
             ("endpoint", Value::Str(endpoint)),
-            ("peers_asked", ((parts.len() + missing.len()) as u64).into()),
+            ("peers_asked", (asked as u64).into()),
             ("answered", (parts.len() as u64).into()),
             ("missing", (missing.len() as u64).into()),
             ("missing_peers", Value::Str(&missing_list)),

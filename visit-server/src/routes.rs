@@ -536,6 +536,10 @@ mod tests {
             (&Method::Get, "/metrics", 200),
             (&Method::Get, "/visits", 200),
             (&Method::Put, "/visits", 405),
+            (&Method::Get, "/stats", 200),
+            (&Method::Get, "/stats?scope=cluster", 200),
+            (&Method::Get, "/visits?scope=cluster", 200),
+            (&Method::Post, "/stats", 405),
             (&Method::Get, "/favicon.ico", 404),
             (&Method::Get, "/../", 404),
             (&Method::Get, "/visits/../", 404),
@@ -723,6 +727,29 @@ mod tests {
             handle(&f.app, &request(&Method::Get, "/visits", &[])).status,
             200
         );
+    }
+
+    #[test]
+    fn cluster_views_are_capped_and_released() {
+        let f = fixture(|c| c.name = Some("r0".into()));
+        let view = || handle(&f.app, &request(&Method::Get, "/visits?scope=cluster", &[]));
+        let held: Vec<Reply> = (0..crate::app::MAX_FANOUTS).map(|_| view()).collect();
+        assert!(held.iter().all(|r| r.status == 200));
+        assert_eq!(held[0].header(REPLICA_HEADER), Some("r0"));
+        assert_eq!(held[0].header(cluster::PARTIAL_HEADER), Some("false"));
+        let refused = view();
+        assert_eq!(refused.status, 503);
+        assert_eq!(refused.header("Retry-After"), Some(RETRY_AFTER));
+        // A local /visits still has its own slots.
+        assert_eq!(
+            handle(&f.app, &request(&Method::Get, "/visits", &[])).status,
+            200
+        );
+        drop(held);
+        let r = view();
+        assert_eq!(r.status, 200);
+        // Without peers, the cluster is this replica alone.
+        assert_eq!(body(r), "# replica r0 127.0.0.1:8080\n");
     }
 
     #[test]

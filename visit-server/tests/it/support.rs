@@ -46,8 +46,14 @@ pub struct Server {
 impl Server {
     /// Starts the binary on `127.0.0.1:0` with `--file file` and the extra arguments.
     pub fn start(file: &Path, args: &[&str]) -> Server {
+        Server::start_on("127.0.0.1:0", file, args)
+    }
+
+    /// Starts the binary listening on `listen` with `--file file` and the extra arguments,
+    /// with none of the server's variables inherited from the test's environment.
+    pub fn start_on(listen: &str, file: &Path, args: &[&str]) -> Server {
         let mut cmd = Command::new(BIN);
-        cmd.args(["--listen", "127.0.0.1:0", "--file"])
+        cmd.args(["--listen", listen, "--file"])
             .arg(file)
             .args(args);
         for var in [
@@ -55,6 +61,10 @@ impl Server {
             "VISIT_FILE",
             "VISIT_TRUSTED_PROXIES",
             "VISIT_UTC_OFFSET",
+            "VISIT_NAME",
+            "VISIT_PEERS",
+            "VISIT_PEER_DNS",
+            "VISIT_PEER_TIMEOUT",
         ] {
             cmd.env_remove(var);
         }
@@ -356,6 +366,16 @@ pub fn ips(lines: &[String]) -> Vec<String> {
     lines
         .iter()
         .map(|l| l.rsplit_once(" - ").expect("record").1.to_string())
+        .collect()
+}
+
+/// `n` distinct free loopback ports (held at once while they are picked, then released).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
         .collect()
 }
 
