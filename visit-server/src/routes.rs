@@ -727,6 +727,22 @@ mod tests {
             handle(&f.app, &request(&Method::Get, "/visits", &[])).status,
             200
         );
+        // A body read to its end frees its slot at once, before it is dropped.
+        let mut read: Vec<Reply> = (0..crate::app::MAX_STREAMS)
+            .map(|_| handle(&f.app, &request(&Method::Get, "/visits", &[])))
+            .collect();
+        assert_eq!(
+            handle(&f.app, &request(&Method::Get, "/visits", &[])).status,
+            503
+        );
+        let Body::Stream(r) = &mut read[0].body else {
+            panic!("not streamed")
+        };
+        std::io::copy(r, &mut std::io::sink()).unwrap();
+        assert_eq!(
+            handle(&f.app, &request(&Method::Get, "/visits", &[])).status,
+            200
+        );
     }
 
     #[test]

@@ -19,10 +19,15 @@ use visit_journal::{Reader, Visit};
 use crate::app::{App, Slot};
 use crate::log::{self, Value};
 
-/// A body that holds a `/visits` slot while it is read.
+/// A body that holds a slot (of `/visits` streams or cluster views) while it is read.
+///
+/// The slot is freed as soon as the body ends, before tiny_http writes the final chunk: a
+/// client that sends its next request the moment it has the answer must find the slot free
+/// again (freeing it only when tiny_http drops the body lost that race, and such a client
+/// was refused with 503). A body that is not read to its end frees the slot when dropped.
 pub struct Slotted<R> {
     inner: R,
-    _slot: Slot,
+    slot: Option<Slot>,
 }
 
 impl<R> std::fmt::Debug for Slotted<R> {
@@ -34,13 +39,20 @@ impl<R> std::fmt::Debug for Slotted<R> {
 impl<R> Slotted<R> {
     /// Ties `inner` to `slot`.
     pub fn new(inner: R, slot: Slot) -> Slotted<R> {
-        Slotted { inner, _slot: slot }
+        Slotted {
+            inner,
+            slot: Some(slot),
+        }
     }
 }
 
 impl<R: Read> Read for Slotted<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.slot = None;
+        }
+        Ok(n)
     }
 }
 
