@@ -22,7 +22,7 @@ runs=${RUNS:-3}
 visits=${VISITS:-300}
 
 results=$(mktemp)
-# say, get, note, free_port, wait_http, rss_kb, to_ms, median, load.
+# say, get, note, prepare, free_port, wait_http, rss_kb, to_ms, median, load.
 # shellcheck source=bench/lib.sh
 . "$root/bench/lib.sh"
 
@@ -30,18 +30,7 @@ if ! command -v wrk >/dev/null; then
     note "installing wrk"
     apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null
 fi
-note "building visit-server (release)"
-cargo build --release -q -p visit-server
-bin=$root/target/release/visit-server
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work" "$results"
-}
-trap cleanup EXIT
+prepare
 
 # The hanging peer: a socket that listens and never accepts, so connections to it sit in
 # its backlog and no answer ever comes. It lives as long as this script.

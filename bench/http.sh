@@ -20,7 +20,7 @@ seed_app=${SEED_APP:-$root/../shared/anchors/seed_app.py}
 big_mb=${BIG_MB:-256}
 
 results=$(mktemp)
-# say, get, note, free_port, wait_http, rss_kb, to_ms, median, load.
+# say, get, note, prepare, free_port, wait_http, rss_kb, to_ms, median, load.
 # shellcheck source=bench/lib.sh
 . "$root/bench/lib.sh"
 
@@ -35,18 +35,7 @@ if ! "$venv/bin/python" -c 'import flask' 2>/dev/null; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q flask
 fi
-note "building visit-server (release)"
-cargo build --release -q -p visit-server
-bin=$root/target/release/visit-server
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work" "$results"
-}
-trap cleanup EXIT
+prepare
 
 # Samples the peak RSS of pid $1 into file $2 until file $3 exists.
 sample_rss() {

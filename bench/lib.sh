@@ -5,6 +5,23 @@ say() { printf '%s\n' "$*" | tee -a "$results"; }
 get() { awk -v k="$1" '$1 == k {print $2}' "$results"; }
 note() { printf '# %s\n' "$*" >&2; }
 
+# Builds the release server ($bin) and makes $work, a scratch directory, and $pids, the
+# processes to stop; both are cleaned up on exit. Call it from the repository root.
+prepare() {
+    note "building visit-server (release)"
+    cargo build --release -q -p visit-server
+    bin=$root/target/release/visit-server
+    work=$(mktemp -d)
+    pids=()
+    trap cleanup EXIT
+}
+
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work" "$results"
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 wait_http() { # url

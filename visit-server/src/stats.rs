@@ -277,28 +277,8 @@ impl Summary {
     /// Reads the fields [`Summary::write_fields`] writes, from a peer's answer.
     pub fn from_json(v: &serde_json::Value) -> Option<Summary> {
         let n = |key: &str| v.get(key)?.as_u64();
-        let days = v
-            .get("days")?
-            .as_array()?
-            .iter()
-            .map(|d| {
-                Some((
-                    d.get("day")?.as_str()?.parse().ok()?,
-                    d.get("visits")?.as_u64()?,
-                ))
-            })
-            .collect::<Option<Vec<_>>>()?;
-        let ips = v
-            .get("ips")?
-            .as_array()?
-            .iter()
-            .map(|d| {
-                Some((
-                    d.get("ip")?.as_str()?.parse().ok()?,
-                    d.get("visits")?.as_u64()?,
-                ))
-            })
-            .collect::<Option<Vec<_>>>()?;
+        let days = counted(v, "days", "day")?;
+        let ips = counted(v, "ips", "ip")?;
         if days.len() > MAX_DAYS || ips.len() > TOP_IPS {
             return None;
         }
@@ -317,6 +297,24 @@ impl Summary {
             ips_exact: v.get("ips_exact")?.as_bool()?,
         })
     }
+}
+
+/// Reads a list of `{"<key>": K, "visits": n}` named `list`.
+fn counted<K: std::str::FromStr>(
+    v: &serde_json::Value,
+    list: &str,
+    key: &str,
+) -> Option<Vec<(K, u64)>> {
+    v.get(list)?
+        .as_array()?
+        .iter()
+        .map(|d| {
+            Some((
+                d.get(key)?.as_str()?.parse().ok()?,
+                d.get("visits")?.as_u64()?,
+            ))
+        })
+        .collect()
 }
 
 /// One replica in a `/stats` answer.
