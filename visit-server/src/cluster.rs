@@ -20,8 +20,9 @@
 //! 2026-11-26T10:44:36.140+00:00 - 10.244.0.5
 //! ```
 //!
-//! Every line that is not a journal line starts with `# `, which no record does. Replicas
-//! come sorted by name, missing peers by address. `?format=json`:
+//! Every heading starts with `# `, which no record does (a corrupt line is relayed byte for
+//! byte, as the local text form shows it, and could; the JSON form leaves corrupt lines
+//! out). Replicas come sorted by name, missing peers by address. `?format=json`:
 //!
 //! ```text
 //! {"replica":"visit-server-0","partial":false,"replicas":[

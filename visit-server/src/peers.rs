@@ -23,7 +23,9 @@
 //! A second net catches what addresses cannot (a peer listed both by name and by IP, or this
 //! server reached through some other address): replicas are keyed by the name each answers
 //! with in its `X-Visit-Replica` header, and a name already present (this replica's own
-//! included) is dropped and logged, so no replica ever appears twice.
+//! included) is dropped and logged (`fanout_duplicate_replica`), so no replica ever appears
+//! twice. In a dual-stack cluster, where DNS gives each pod an IPv4 and an IPv6 address, that
+//! is how each other pod is kept once (it is asked on both).
 //!
 //! # Bounds
 //!
