@@ -7,8 +7,15 @@
 # round-robin, as the visit-server Service would spread them. Then each replica's
 # journal is printed as `kubectl exec pod/visit-server-N -- cat /home/app/data/visits.txt`
 # would print it, and checked: it must hold exactly the visits that this replica
-# answered, in order, each a well-formed line. Last, a pod is "deleted" (SIGTERM: it must
-# exit 0 within the grace period) and comes back on its own claim with its visits.
+# answered, in order, each a well-formed line. Then the cluster view: from one replica,
+# `curl '/visits?scope=cluster'` must show every replica's journal under its name. Last, a
+# pod is "deleted" (SIGTERM: it must exit 0 within the grace period); while it is down the
+# cluster view must still answer 200 within the peer timeout, naming it as missing; then it
+# comes back on its own claim with its visits.
+#
+# Each replica is named visit-server-N (VISIT_NAME) and lists all three addresses as its
+# peers (VISIT_PEERS): locally that stands in for the StatefulSet's VISIT_PEER_DNS, the
+# headless Service that resolves to every pod.
 #
 # Usage: k8s/rehearse.sh
 #   VISIT_SERVER_BIN=path  run that binary instead of building target/debug/visit-server
@@ -22,6 +29,8 @@ readonly visits=8
 # waits this long before SIGKILL.
 readonly grace_seconds=10
 readonly ready_timeout_seconds=10
+# The server's default --peer-timeout: a cluster view never waits longer for a peer.
+readonly peer_timeout_seconds=1
 
 if [ -n "${VISIT_SERVER_BIN:-}" ]; then
     bin=$VISIT_SERVER_BIN
@@ -55,15 +64,19 @@ LINE = re.compile(
 )
 
 
-def get(port, path):
+def fetch(port, path):
+    """(status, headers, body) of GET path."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
         conn.request("GET", path, headers={"Connection": "close"})
         response = conn.getresponse()
-        response.read()
-        return response.status
+        return response.status, dict(response.getheaders()), response.read()
     finally:
         conn.close()
+
+
+def get(port, path):
+    return fetch(port, path)[0]
 
 
 def ports(count):
@@ -174,36 +187,114 @@ def check(ledger, *journals):
     return 1 if failed else 0
 
 
-commands = {"ports": ports, "wait-ready": wait_ready, "visit": visit, "probe": probe, "check": check}
+def cluster(work, asked, timeout, down, *ports_):
+    """GET /visits?scope=cluster from replica ASKED: every replica up must appear under its
+    name with exactly its journal's lines; the DOWN ones (a comma list, or -) must be listed
+    as missing; the answer is 200 either way, within TIMEOUT seconds and some slack."""
+    down = set() if down == "-" else {int(i) for i in down.split(",")}
+    asked = int(asked)
+    print(f"$ kubectl exec pod/visit-server-{asked} -- wget -qO- 'localhost:8080/visits?scope=cluster'")
+    started = time.monotonic()
+    status, headers, body = fetch(int(ports_[asked]), "/visits?scope=cluster")
+    took = time.monotonic() - started
+    text = body.decode("utf-8", "replace")
+    print(text, end="")
+    problems = []
+    if status != 200:
+        problems.append(f"status {status}")
+    if took > float(timeout) + 2:
+        problems.append(f"took {took:.2f}s, over the {timeout}s peer timeout")
+    partial = headers.get("X-Visit-Partial")
+    if partial != ("true" if down else "false"):
+        problems.append(f"X-Visit-Partial: {partial}")
+    parts, head, current = {}, [], None
+    for line in text.splitlines():
+        if line.startswith("# replica "):
+            current = line[len("# replica "):]
+            parts[current] = []
+        elif line.startswith("# "):
+            head.append(line)
+        elif current is None:
+            problems.append(f"a line before any replica: {line!r}")
+        else:
+            parts[current].append(line)
+    expected = set()
+    for replica, port in enumerate(ports_):
+        address = f"127.0.0.1:{port}"
+        if replica in down:
+            if not any(h.startswith(f"# missing {address}: ") for h in head):
+                problems.append(f"visit-server-{replica} ({address}) is not listed as missing")
+            continue
+        heading = f"visit-server-{replica} {address}"
+        expected.add(heading)
+        with open(f"{work}/pvc-{replica}/visits.txt") as f:
+            journal = f.read().splitlines()
+        if parts.get(heading) != journal:
+            problems.append(f"{heading}: not exactly its journal's {len(journal)} lines")
+    if set(parts) != expected:
+        problems.append(f"replicas {sorted(parts)}, expected {sorted(expected)}")
+    for problem in problems:
+        print(f"FAIL cluster view: {problem}")
+    if not problems:
+        shown = len(parts)
+        print(f"ok   cluster view: {shown} replicas, each under its name with its own journal, "
+              f"{len(down)} missing, status {status} in {took:.2f}s")
+    return 1 if problems else 0
+
+
+commands = {"ports": ports, "wait-ready": wait_ready, "visit": visit, "probe": probe,
+            "check": check, "cluster": cluster}
 sys.exit(commands[sys.argv[1]](*sys.argv[2:]) or 0)
 PY
 
 say() { printf '\n==> %s\n' "$*"; }
 
-# Starts replica $1 on its claim, retrying on another port if one was taken meanwhile.
+# Starts replica $1 on its claim, on its port in ${ports[@]}, listing every replica's
+# address as its peers. Returns 2 if it exited (most likely because another process took
+# its port first), 1 if it did not become ready.
 start_replica() {
-    local i=$1 attempt port status
+    local i=$1 status peers
+    peers=$(printf '127.0.0.1:%s,' "${ports[@]}")
     mkdir -p "$work/pvc-$i"
+    VISIT_LISTEN=127.0.0.1:${ports[i]} VISIT_FILE=$work/pvc-$i/visits.txt \
+        VISIT_NAME=visit-server-$i VISIT_PEERS=${peers%,} \
+        VISIT_PEER_TIMEOUT=${peer_timeout_seconds}s \
+        "$bin" >>"$work/visit-server-$i.log" 2>&1 &
+    pids[i]=$!
+    status=0
+    python3 "$lab" wait-ready "${ports[i]}" "${pids[i]}" "$ready_timeout_seconds" || status=$?
+    if [ "$status" -eq 0 ]; then
+        echo "visit-server-$i: ready on 127.0.0.1:${ports[i]}, claim pvc-$i"
+        return 0
+    fi
+    kill -KILL "${pids[i]}" 2>/dev/null || :
+    wait "${pids[i]}" 2>/dev/null || :
+    pids[i]=
+    return "$status"
+}
+
+# Starts every replica. The peers must know each other's ports up front, so if one port
+# was taken meanwhile, all of them start again on fresh ports.
+start_all() {
+    local attempt i status
     for attempt in 1 2 3 4 5; do
-        port=$(python3 "$lab" ports 1)
-        VISIT_LISTEN=127.0.0.1:$port VISIT_FILE=$work/pvc-$i/visits.txt \
-            "$bin" >>"$work/visit-server-$i.log" 2>&1 &
-        pids[i]=$!
+        read -r -a ports <<<"$(python3 "$lab" ports "$replicas")"
         status=0
-        python3 "$lab" wait-ready "$port" "${pids[i]}" "$ready_timeout_seconds" || status=$?
-        if [ "$status" -eq 0 ]; then
-            ports[i]=$port
-            echo "visit-server-$i: ready on 127.0.0.1:$port, claim pvc-$i"
-            return 0
-        fi
-        kill -KILL "${pids[i]}" 2>/dev/null || :
-        wait "${pids[i]}" 2>/dev/null || :
-        pids[i]=
-        # 2: it exited, most likely because another process took the port first.
+        for ((i = 0; i < replicas; i++)); do
+            start_replica "$i" || { status=$?; break; }
+        done
+        [ "$status" -eq 0 ] && return 0
+        for ((i = 0; i < replicas; i++)); do
+            if [ -n "${pids[i]:-}" ]; then
+                kill -KILL "${pids[i]}" 2>/dev/null || :
+                wait "${pids[i]}" 2>/dev/null || :
+            fi
+            pids[i]=
+        done
         [ "$status" -eq 2 ] || break
     done
-    echo "visit-server-$i did not become ready (attempt $attempt); its log:" >&2
-    cat "$work/visit-server-$i.log" >&2
+    echo "the replicas did not become ready (attempt $attempt); their logs:" >&2
+    cat "$work"/visit-server-*.log >&2
     return 1
 }
 
@@ -255,9 +346,7 @@ show_journal() {
 }
 
 say "$bin as a StatefulSet of $replicas replicas, each with its own claim"
-for ((i = 0; i < replicas; i++)); do
-    start_replica "$i"
-done
+start_all
 journals=() targets=()
 for ((i = 0; i < replicas; i++)); do
     journals+=("$work/pvc-$i/visits.txt")
@@ -275,16 +364,22 @@ for ((i = 0; i < replicas; i++)); do
 done
 python3 "$lab" check "$ledger" "${journals[@]}"
 
+say "One view of every replica, from any pod: GET /visits?scope=cluster"
+python3 "$lab" cluster "$work" 1 "$peer_timeout_seconds" - "${ports[@]}"
+
 say "kubectl delete pod/visit-server-0: the StatefulSet recreates it on the same claim"
 delete_pods 0
+echo "While it is down, the cluster view names it missing and still answers:"
+python3 "$lab" cluster "$work" 2 "$peer_timeout_seconds" 0 "${ports[@]}"
 start_replica 0
 python3 "$lab" visit "$ledger" 1 "0=${ports[0]}"
 show_journal 0
 python3 "$lab" check "$ledger" "${journals[@]}"
+python3 "$lab" cluster "$work" 0 "$peer_timeout_seconds" - "${ports[@]}"
 
 say "Scale to zero: every replica drains and exits 0"
 # shellcheck disable=SC2046 # One word per replica number.
 delete_pods $(seq 0 $((replicas - 1)))
 python3 "$lab" check "$ledger" "${journals[@]}"
 
-say "Rehearsal passed: each replica kept exactly its own visits"
+say "Rehearsal passed: each replica kept exactly its own visits, and any one shows them all"

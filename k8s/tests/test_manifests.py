@@ -93,9 +93,12 @@ class OverlayFacts:
         cls.pod = cls.sts["spec"]["template"]["spec"]
         (cls.container,) = cls.pod["containers"]
 
-    def env(self, name):
+    def env_var(self, name):
         (var,) = [e for e in self.container["env"] if e["name"] == name]
-        return var["value"]
+        return var
+
+    def env(self, name):
+        return self.env_var(name)["value"]
 
     def container_port(self, ref):
         """The container port number a probe or a Service names, by number or by name."""
@@ -170,6 +173,52 @@ class OverlayFacts:
         self.assertEqual(port["port"], 80)
         self.assertEqual(self.container_port(port["targetPort"]), 8080)
         self.assertTrue(self.selects_the_pods(svc["spec"]["selector"]))
+
+    def test_each_replica_is_named_after_its_pod(self):
+        # CONTRACT.md section 5: --name / VISIT_NAME names the replica in X-Visit-Replica
+        # and in the cluster view; the downward API gives the pod's own name.
+        var = self.env_var("VISIT_NAME")
+        self.assertEqual(var["valueFrom"], {"fieldRef": {"fieldPath": "metadata.name"}})
+
+    def test_peers_are_every_pod_of_the_headless_service(self):
+        host, _, port = self.env("VISIT_PEER_DNS").rpartition(":")
+        # The governing Service: its name resolves to every pod, ready or not.
+        self.assertEqual(host, self.sts["spec"]["serviceName"])
+        svc = self.docs[("Service", host)]
+        self.assertEqual(svc["spec"]["clusterIP"], "None")
+        self.assertIs(svc["spec"]["publishNotReadyAddresses"], True)
+        # A headless Service's port is not translated: DNS gives pod IPs, so the port is
+        # the container's.
+        self.assertEqual(self.container_port(int(port)), 8080)
+        (svc_port,) = svc["spec"]["ports"]
+        self.assertEqual(self.container_port(svc_port["targetPort"]), int(port))
+        self.assertNotIn("VISIT_PEERS", [e["name"] for e in self.container["env"]])
+
+    def test_egress_is_only_to_the_peers_and_the_cluster_dns(self):
+        spec = self.docs[("NetworkPolicy", "visit-server")]["spec"]
+        self.assertIn("Egress", spec["policyTypes"])
+        peers, dns = spec["egress"]
+        # The peers: pods of this app (same namespace), on the port they listen on.
+        (to,) = peers["to"]
+        self.assertEqual(set(to), {"podSelector"})
+        self.assertTrue(self.selects_the_pods(to["podSelector"]["matchLabels"]))
+        self.assertEqual(peers["ports"], [{"port": 8080, "protocol": "TCP"}])
+        # DNS: kube-dns in kube-system, port 53 over UDP and TCP, nothing else.
+        (to,) = dns["to"]
+        self.assertEqual(
+            to["namespaceSelector"],
+            {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+        )
+        self.assertEqual(to["podSelector"], {"matchLabels": {"k8s-app": "kube-dns"}})
+        self.assertEqual(
+            sorted((p["port"], p["protocol"]) for p in dns["ports"]),
+            [(53, "TCP"), (53, "UDP")],
+        )
+        # Ingress stays the HTTP port only.
+        (rule,) = spec["ingress"]
+        self.assertNotIn("from", rule)
+        (port,) = rule["ports"]
+        self.assertEqual(self.container_port(port["port"]), 8080)
 
     def test_selectors_match_the_pod_template(self):
         self.assertTrue(self.selects_the_pods(self.sts["spec"]["selector"]["matchLabels"]))

@@ -12,10 +12,10 @@
 //! the fault has cleared: [`App::heal`], called by `/readyz` itself (and after each failed
 //! append), reopens a poisoned journal or re-runs the probe, at most once a second.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use visit_journal::{Journal, Visit};
@@ -33,8 +33,13 @@ pub const HEAL_INTERVAL: Duration = Duration::from_secs(1);
 /// sleep 60`) must not pin every worker.
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How many `/visits` responses may stream at once (see [`App::open_stream`]).
+/// How many `/visits` responses may stream at once (see [`App::open_stream`]); `/stats`
+/// computations and cluster views take a slot too.
 pub const MAX_STREAMS: usize = 16;
+
+/// How many cluster views (`?scope=cluster`) may be in progress at once (see
+/// [`App::open_fanout`]).
+pub const MAX_FANOUTS: usize = 4;
 
 /// Shared state of a running server.
 #[derive(Debug)]
@@ -57,6 +62,16 @@ pub struct App {
     /// `/visits` responses in progress. Shared with the response bodies, which release their
     /// slot when tiny_http drops them.
     streams: Arc<AtomicUsize>,
+    /// Cluster views in progress, from the fan-out until their body is dropped: each holds
+    /// its peers' answers in memory (see `cluster`).
+    fanouts: Arc<AtomicUsize>,
+    /// This replica's name: `--name`, or the host name.
+    pub name: String,
+    /// The address the listener is bound to (the configured one may have port 0), set by
+    /// `server::run`; the cluster view recognises itself among its peers by it.
+    bound: OnceLock<SocketAddr>,
+    /// The HTTP client for peers; it keeps their idle connections for reuse.
+    pub peer_agent: ureq::Agent,
 }
 
 /// Why `/readyz` says no.
@@ -88,6 +103,10 @@ impl App {
     /// Wraps an open journal.
     pub fn new(config: Config, journal: Journal) -> App {
         App {
+            name: config.name.clone().unwrap_or_else(crate::peers::host_name),
+            bound: OnceLock::new(),
+            peer_agent: crate::peers::agent(),
+            fanouts: Arc::new(AtomicUsize::new(0)),
             config,
             journal,
             metrics: Metrics::default(),
@@ -234,24 +253,27 @@ impl App {
     ///
     /// `/visits` responses are long and paced by the client, and each holds a worker while it
     /// streams: without a cap, a few slow readers could take every worker and starve `GET /`.
-    pub fn open_stream(&self) -> Option<StreamSlot> {
-        let mut n = self.streams.load(Relaxed);
-        loop {
-            if n >= MAX_STREAMS {
-                return None;
-            }
-            match self
-                .streams
-                .compare_exchange_weak(n, n + 1, Relaxed, Relaxed)
-            {
-                Ok(_) => {
-                    return Some(StreamSlot {
-                        streams: Arc::clone(&self.streams),
-                    });
-                }
-                Err(now) => n = now,
-            }
-        }
+    pub fn open_stream(&self) -> Option<Slot> {
+        Slot::take(&self.streams, MAX_STREAMS)
+    }
+
+    /// Takes one of the [`MAX_FANOUTS`] cluster-view slots, or `None` if all are taken.
+    ///
+    /// A cluster view holds a worker for up to `--peer-timeout`, a thread per peer, and its
+    /// peers' answers until its body is sent; it also takes a `/visits` slot, so together
+    /// they can never take every worker.
+    pub fn open_fanout(&self) -> Option<Slot> {
+        Slot::take(&self.fanouts, MAX_FANOUTS)
+    }
+
+    /// Records the address the listener is bound to.
+    pub fn set_bound(&self, addr: SocketAddr) {
+        let _ = self.bound.set(addr);
+    }
+
+    /// The address the listener is bound to (the configured one until `server::run` binds).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.bound.get().copied().unwrap_or(self.config.listen)
     }
 
     /// The values `/metrics` reads at scrape time.
@@ -261,21 +283,42 @@ impl App {
             poisoned: self.journal.is_poisoned(),
             unwritable: self.unwritable.load(Relaxed),
             streams: self.streams.load(Relaxed),
+            fanouts: self.fanouts.load(Relaxed),
             disk_available: fs2::available_space(journal_dir(self.journal.path())).ok(),
             journal: self.journal.stats(),
         }
     }
 }
 
-/// A taken `/visits` slot; dropping it frees the slot.
+/// A taken slot (of `/visits` streams or cluster views); dropping it frees the slot.
 #[derive(Debug)]
-pub struct StreamSlot {
-    streams: Arc<AtomicUsize>,
+pub struct Slot {
+    taken: Arc<AtomicUsize>,
 }
 
-impl Drop for StreamSlot {
+impl Slot {
+    /// Takes one of `max` slots counted by `taken`, or `None` if all are taken.
+    fn take(taken: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        let mut n = taken.load(Relaxed);
+        loop {
+            if n >= max {
+                return None;
+            }
+            match taken.compare_exchange_weak(n, n + 1, Relaxed, Relaxed) {
+                Ok(_) => {
+                    return Some(Slot {
+                        taken: Arc::clone(taken),
+                    });
+                }
+                Err(now) => n = now,
+            }
+        }
+    }
+}
+
+impl Drop for Slot {
     fn drop(&mut self) {
-        self.streams.fetch_sub(1, Relaxed);
+        self.taken.fetch_sub(1, Relaxed);
     }
 }
 

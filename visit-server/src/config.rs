@@ -2,14 +2,19 @@
 //!
 //! ```text
 //! visit-server [--listen ADDR] [--file PATH] [--trusted-proxy IP ...] [--utc-offset +HH:MM]
-//! env: VISIT_LISTEN, VISIT_FILE, VISIT_TRUSTED_PROXIES, VISIT_UTC_OFFSET  (flags win)
+//!              [--name NAME] [--peers HOST:PORT,...] [--peer-dns NAME:PORT]
+//!              [--peer-timeout DURATION]
+//! env: VISIT_LISTEN, VISIT_FILE, VISIT_TRUSTED_PROXIES, VISIT_UTC_OFFSET, VISIT_NAME,
+//!      VISIT_PEERS, VISIT_PEER_DNS, VISIT_PEER_TIMEOUT  (flags win)
 //! ```
 //!
 //! The parser is hand-written and table-driven ([`OPTIONS`]): each option names its flag, its
-//! environment variable, its help text and a function that applies a value, so adding one
-//! (the cluster view's `--name`, `--peers`, `--peer-dns`, `--peer-timeout`) is one table row
-//! and one field. Four options do not justify a dependency such as clap, with its compile time
-//! and its own conventions for env fallbacks and list splitting.
+//! environment variable, its help text and a function that applies a value, so adding one is
+//! one table row and one field. Eight options do not justify a dependency such as clap, with
+//! its compile time and its own conventions for env fallbacks and list splitting.
+//!
+//! The last four configure the cluster view (see [`crate::peers`]): this replica's name, and
+//! the peers whose visits `?scope=cluster` gathers, listed or found by DNS on each request.
 //!
 //! Rules:
 //! - `--flag VALUE` and `--flag=VALUE` both work.
@@ -27,10 +32,12 @@ use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use chrono::FixedOffset;
 
 use crate::client_addr::{IpNet, TrustedProxies};
+use crate::peers::{self, PeerAddr};
 
 /// Everything the server is configured with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +51,16 @@ pub struct Config {
     /// The UTC offset written in timestamps. `None` (the default): the system's local offset
     /// at the moment of each visit, so a daylight-saving change is followed.
     pub utc_offset: Option<FixedOffset>,
+    /// This replica's name in the cluster view and its `X-Visit-Replica` header. `None` (the
+    /// default): the host name, which in Kubernetes is the pod's name.
+    pub name: Option<String>,
+    /// Peers listed by address, asked on each `?scope=cluster` request. Default: none.
+    pub peers: Vec<PeerAddr>,
+    /// A DNS name whose addresses are all peers, resolved on each request. Default: none.
+    pub peer_dns: Option<PeerAddr>,
+    /// How long a cluster view waits for its peers, in all (resolving, connecting, reading).
+    /// Default 1 s.
+    pub peer_timeout: Duration,
 }
 
 impl Default for Config {
@@ -53,6 +70,10 @@ impl Default for Config {
             file: PathBuf::from("data/visits.txt"),
             trusted_proxies: TrustedProxies::default(),
             utc_offset: None,
+            name: None,
+            peers: Vec::new(),
+            peer_dns: None,
+            peer_timeout: peers::DEFAULT_TIMEOUT,
         }
     }
 }
@@ -152,6 +173,59 @@ pub const OPTIONS: &[Opt] = &[
         list: false,
         apply: |c, v| {
             c.utc_offset = Some(parse_offset(v)?);
+            Ok(())
+        },
+    },
+    Opt {
+        flag: "--name",
+        env: "VISIT_NAME",
+        value: "NAME",
+        help: "this replica's name in the cluster view (in Kubernetes: the pod's name)",
+        default: "the host name",
+        list: false,
+        apply: |c, v| {
+            c.name = Some(peers::check_name(v)?.to_string());
+            Ok(())
+        },
+    },
+    Opt {
+        flag: "--peers",
+        env: "VISIT_PEERS",
+        value: "HOST:PORT",
+        help: "a replica that ?scope=cluster asks (this server's own address is answered \
+               locally); repeat or separate with commas",
+        default: "none",
+        list: true,
+        apply: |c, v| {
+            if c.peers.len() >= peers::MAX_PEERS {
+                return Err(format!("at most {} peers", peers::MAX_PEERS));
+            }
+            c.peers.push(v.parse()?);
+            Ok(())
+        },
+    },
+    Opt {
+        flag: "--peer-dns",
+        env: "VISIT_PEER_DNS",
+        value: "NAME:PORT",
+        help: "a DNS name whose addresses are all replicas (a headless Service), resolved on \
+               each ?scope=cluster request",
+        default: "none",
+        list: false,
+        apply: |c, v| {
+            c.peer_dns = Some(v.parse()?);
+            Ok(())
+        },
+    },
+    Opt {
+        flag: "--peer-timeout",
+        env: "VISIT_PEER_TIMEOUT",
+        value: "DURATION",
+        help: "how long ?scope=cluster waits for its peers in all, e.g. 1s, 1.5s or 800ms",
+        default: "1s",
+        list: false,
+        apply: |c, v| {
+            c.peer_timeout = parse_duration(v)?;
             Ok(())
         },
     },
@@ -266,10 +340,39 @@ pub fn usage() -> String {
     out.push_str(&format!("{:<26}print this help\n", "  -h, --help"));
     out.push_str(&format!("{:<26}print the version\n", "  -V, --version"));
     out.push_str(
-        "\nEndpoints: GET / records a visit; GET /visits[?limit=N][&format=json]; /healthz, \
-         /livez, /readyz, /metrics.\n",
+        "\nEndpoints: GET / records a visit; GET /visits[?limit=N][&format=json]\
+         [&scope=local|cluster]; GET /stats[?scope=local|cluster]; /healthz, /livez, /readyz, \
+         /metrics.\n",
     );
     out
+}
+
+/// The shortest and longest `--peer-timeout`.
+const PEER_TIMEOUT_RANGE: (Duration, Duration) =
+    (Duration::from_millis(10), Duration::from_secs(60));
+
+/// Parses a duration such as `1s`, `1.5s` or `800ms` (a bare number is seconds), between
+/// 10 ms and 60 s.
+///
+/// # Errors
+///
+/// A message naming the value, if it is not one of those forms or is out of range.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration between 10ms and 60s, such as 1s or 800ms");
+    let (number, unit) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1e-3)
+    } else {
+        (s.strip_suffix('s').unwrap_or(s), 1.0)
+    };
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(bad());
+    }
+    let seconds = number.parse::<f64>().map_err(|_| bad())? * unit;
+    let d = Duration::try_from_secs_f64(seconds).map_err(|_| bad())?;
+    if d < PEER_TIMEOUT_RANGE.0 || d > PEER_TIMEOUT_RANGE.1 {
+        return Err(bad());
+    }
+    Ok(d)
 }
 
 /// Parses `Z`, `+HH:MM` or `-HH:MM`.
@@ -366,6 +469,98 @@ mod tests {
             "192.168.0.0/16,fd00::1,10.9.9.9"
         );
         assert_eq!(c.utc_offset, FixedOffset::east_opt(0));
+    }
+
+    #[test]
+    fn cluster_options() {
+        let c = config(&[], &[]);
+        assert_eq!(
+            (&c.name, &c.peers, &c.peer_dns, c.peer_timeout),
+            (&None, &Vec::new(), &None, Duration::from_secs(1))
+        );
+        let env = [
+            ("VISIT_NAME", "visit-server-1"),
+            ("VISIT_PEERS", "10.0.0.1:8080, [fd00::2]:8080"),
+            ("VISIT_PEER_DNS", "visit-server-headless:8080"),
+            ("VISIT_PEER_TIMEOUT", "1.5s"),
+        ];
+        let c = config(&[], &env);
+        assert_eq!(c.name.as_deref(), Some("visit-server-1"));
+        let peers: Vec<String> = c.peers.iter().map(ToString::to_string).collect();
+        assert_eq!(peers, ["10.0.0.1:8080", "[fd00::2]:8080"]);
+        assert_eq!(
+            c.peer_dns.map(|p| p.to_string()).as_deref(),
+            Some("visit-server-headless:8080")
+        );
+        assert_eq!(c.peer_timeout, Duration::from_millis(1500));
+        let c = config(
+            &[
+                "--name=a",
+                "--peers",
+                "b:1",
+                "--peers=c:2,d:3",
+                "--peer-timeout",
+                "250ms",
+            ],
+            &env,
+        );
+        assert_eq!(c.name.as_deref(), Some("a"));
+        assert_eq!(c.peers.len(), 3);
+        assert_eq!(c.peer_timeout, Duration::from_millis(250));
+        let many = (1..=peers::MAX_PEERS + 1)
+            .map(|i| format!("10.0.0.{i}:80"))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert!(
+            run(&["--peers", &many], &[])
+                .unwrap_err()
+                .0
+                .contains("at most")
+        );
+        for (args, want) in [
+            (
+                &["--name", "a b"][..],
+                "--name: \"a b\" is not a replica name",
+            ),
+            (
+                &["--peers", "10.0.0.1"],
+                "--peers: \"10.0.0.1\" is not a host:port",
+            ),
+            (&["--peer-dns", "svc"], "--peer-dns: \"svc\" is not"),
+            (
+                &["--peer-timeout", "0"],
+                "--peer-timeout: \"0\" is not a duration",
+            ),
+            (&["--peer-timeout", "61s"], "is not a duration"),
+            (&["--peer-timeout", "1m"], "is not a duration"),
+            (&["--peer-timeout", "-1s"], "is not a duration"),
+        ] {
+            let err = run(args, &[]).unwrap_err().0;
+            assert!(err.contains(want), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        for (text, ms) in [
+            ("1s", 1000),
+            ("2", 2000),
+            ("0.5s", 500),
+            ("800ms", 800),
+            ("10ms", 10),
+            ("60s", 60_000),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_millis(ms)),
+                "{text}"
+            );
+        }
+        for bad in [
+            "", "s", "ms", "9ms", "60.1s", "1 s", "1e3ms", "nan", "inf", ".", "1.2.3s",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

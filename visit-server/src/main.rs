@@ -28,6 +28,17 @@ fn main() -> ExitCode {
     let offset = config
         .utc_offset
         .map_or_else(|| "local".to_string(), |o| o.to_string());
+    let peers = config
+        .peers
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let peer_dns = config
+        .peer_dns
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
     log::info(
         "starting",
         &[
@@ -36,6 +47,12 @@ fn main() -> ExitCode {
             ("file", Value::Display(&config.file.display())),
             ("trusted_proxies", Value::Display(&config.trusted_proxies)),
             ("utc_offset", Value::Str(&offset)),
+            ("peers", Value::Str(&peers)),
+            ("peer_dns", Value::Str(&peer_dns)),
+            (
+                "peer_timeout_ms",
+                (config.peer_timeout.as_millis() as u64).into(),
+            ),
             ("pid", u64::from(std::process::id()).into()),
         ],
     );
@@ -64,6 +81,7 @@ fn main() -> ExitCode {
         ],
     );
     let app = Arc::new(App::new(config, journal));
+    log::info("replica", &[("name", Value::Str(&app.name))]);
     // A journal that cannot be written fails fast, except for a full disk: that is no reason
     // to crash-loop; start unready and let /readyz notice when space is back.
     if let Err(e) = app.journal.check_writable() {

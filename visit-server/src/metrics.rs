@@ -13,6 +13,10 @@
 //! | `visit_server_json_skipped_lines_total` | counter | corrupt lines left out of `?format=json` |
 //! | `visit_server_ready`, `visit_server_journal_poisoned`, `visit_server_journal_unwritable` | gauge | readiness and why not |
 //! | `visit_server_visits_streams_active` | gauge | `/visits` responses being streamed |
+//! | `visit_server_fanouts_total{endpoint,result}` | counter | cluster views (`endpoint` `visits` or `stats`), `complete` or `partial` |
+//! | `visit_server_peer_answers_total{result}` | counter | peers asked by cluster views: `ok`, or why missing (`timeout`, `refused`, `dns`, `too_large`, `status`, `bad_response`, `too_many_peers`, `other`) |
+//! | `visit_server_fanout_duration_seconds` | histogram | time to gather a cluster view's peers |
+//! | `visit_server_fanouts_active` | gauge | cluster views in progress |
 //! | `visit_server_disk_available_bytes` | gauge | free space for the journal's file system |
 //! | `visit_journal_records_total`, `_batches_total`, `_fsyncs_total`, `_bytes_total`, `_failed_batches_total`, `_failed_fsyncs_total`, `_repaired_bytes_total` | counter | the journal handle's [`Stats`] |
 //! | `visit_journal_largest_batch` | gauge | most records one fsync has carried |
@@ -22,6 +26,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use visit_journal::Stats;
+
+use crate::peers::PeerError;
 
 /// Status codes counted individually; anything else is counted as `other`.
 const STATUSES: [u16; 11] = [200, 400, 404, 405, 408, 413, 431, 500, 503, 505, 0];
@@ -99,6 +105,20 @@ impl Histogram {
         self.counts[i].fetch_add(1, Relaxed);
         self.sum_us.fetch_add(us, Relaxed);
     }
+
+    /// Writes the histogram as a metric family, with cumulative buckets.
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let n = family(out, name, "histogram", help);
+        let mut cumulative = 0;
+        for (i, b) in BUCKETS_US.iter().enumerate() {
+            cumulative += self.counts[i].load(Relaxed);
+            let _ = writeln!(out, "{n}_bucket{{le=\"{}\"}} {cumulative}", *b as f64 / 1e6);
+        }
+        cumulative += self.counts[BUCKETS_US.len()].load(Relaxed);
+        let _ = writeln!(out, "{n}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(out, "{n}_sum {}", self.sum_us.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{n}_count {cumulative}");
+    }
 }
 
 /// The server's counters. One per process, shared by every worker.
@@ -112,7 +132,15 @@ pub struct Metrics {
     reopens_ok: AtomicU64,
     reopens_failed: AtomicU64,
     json_skipped: AtomicU64,
+    /// `[endpoint][partial]`, endpoints as in [`FANOUT_ENDPOINTS`].
+    fanouts: [[AtomicU64; 2]; 2],
+    /// `ok`, then the kinds of [`PeerError::KINDS`].
+    peer_answers: [AtomicU64; PeerError::KINDS.len() + 1],
+    fanout_latency: Histogram,
 }
+
+/// The endpoints that fan out.
+const FANOUT_ENDPOINTS: [&str; 2] = ["visits", "stats"];
 
 /// Values read when `/metrics` is scraped.
 #[derive(Debug, Clone, Copy)]
@@ -125,6 +153,8 @@ pub struct Gauges {
     pub unwritable: bool,
     /// `/visits` responses in progress.
     pub streams: usize,
+    /// Cluster views in progress.
+    pub fanouts: usize,
     /// Free bytes for the journal's file system, if they could be read.
     pub disk_available: Option<u64>,
     /// The journal handle's counters.
@@ -170,6 +200,34 @@ impl Metrics {
     /// Counts corrupt lines left out of a JSON response.
     pub fn json_skipped(&self, n: u64) {
         self.json_skipped.fetch_add(n, Relaxed);
+    }
+
+    /// Counts a cluster view: how many peers answered, why the others are missing, and how
+    /// long gathering them took.
+    pub fn fanout<'a>(
+        &self,
+        endpoint: &str,
+        answered: usize,
+        missing: impl Iterator<Item = &'a PeerError>,
+        took: Duration,
+    ) {
+        let e = FANOUT_ENDPOINTS
+            .iter()
+            .position(|&n| n == endpoint)
+            .unwrap_or(0);
+        let mut partial = 0;
+        for error in missing {
+            partial = 1;
+            let kind = error.kind();
+            let i = PeerError::KINDS
+                .iter()
+                .position(|&k| k == kind)
+                .unwrap_or(PeerError::KINDS.len() - 1);
+            self.peer_answers[i + 1].fetch_add(1, Relaxed);
+        }
+        self.peer_answers[0].fetch_add(answered as u64, Relaxed);
+        self.fanouts[e][partial].fetch_add(1, Relaxed);
+        self.fanout_latency.observe(took);
     }
 
     /// Visits acknowledged so far.
@@ -221,25 +279,11 @@ impl Metrics {
             );
         }
 
-        let n = family(
+        self.append_latency.render(
             out,
             "visit_server_append_duration_seconds",
-            "histogram",
             "Time spent in Journal::append (write and fsync, shared by a group commit).",
         );
-        let mut cumulative = 0;
-        for (i, b) in BUCKETS_US.iter().enumerate() {
-            cumulative += self.append_latency.counts[i].load(Relaxed);
-            let _ = writeln!(out, "{n}_bucket{{le=\"{}\"}} {cumulative}", *b as f64 / 1e6);
-        }
-        cumulative += self.append_latency.counts[BUCKETS_US.len()].load(Relaxed);
-        let _ = writeln!(out, "{n}_bucket{{le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(
-            out,
-            "{n}_sum {}",
-            self.append_latency.sum_us.load(Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "{n}_count {cumulative}");
 
         let n = family(
             out,
@@ -262,6 +306,40 @@ impl Metrics {
             self.json_skipped.load(Relaxed),
         );
 
+        let n = family(
+            out,
+            "visit_server_fanouts_total",
+            "counter",
+            "Cluster views (?scope=cluster), by endpoint and whether a replica was missing.",
+        );
+        for (e, endpoint) in FANOUT_ENDPOINTS.iter().enumerate() {
+            for (p, result) in ["complete", "partial"].iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "{n}{{endpoint=\"{endpoint}\",result=\"{result}\"}} {}",
+                    self.fanouts[e][p].load(Relaxed)
+                );
+            }
+        }
+        let n = family(
+            out,
+            "visit_server_peer_answers_total",
+            "counter",
+            "Peers asked by cluster views: ok, or why they are missing.",
+        );
+        for (i, result) in std::iter::once("ok").chain(PeerError::KINDS).enumerate() {
+            let _ = writeln!(
+                out,
+                "{n}{{result=\"{result}\"}} {}",
+                self.peer_answers[i].load(Relaxed)
+            );
+        }
+        self.fanout_latency.render(
+            out,
+            "visit_server_fanout_duration_seconds",
+            "Time to gather a cluster view's peers (name lookups, connections, answers).",
+        );
+
         for (name, help, value) in [
             (
                 "visit_server_ready",
@@ -282,6 +360,11 @@ impl Metrics {
                 "visit_server_visits_streams_active",
                 "/visits responses being streamed.",
                 g.streams as u64,
+            ),
+            (
+                "visit_server_fanouts_active",
+                "Cluster views in progress.",
+                g.fanouts as u64,
             ),
         ] {
             single(out, name, "gauge", help, value);
@@ -375,6 +458,7 @@ mod tests {
             poisoned: false,
             unwritable: false,
             streams: 2,
+            fanouts: 1,
             disk_available: Some(1 << 30),
             journal: Stats::default(),
         }
@@ -439,6 +523,39 @@ mod tests {
     }
 
     #[test]
+    fn counts_fanouts_and_peer_errors_by_kind() {
+        let m = Metrics::default();
+        m.fanout("visits", 2, [].iter(), Duration::from_millis(3));
+        m.fanout(
+            "stats",
+            1,
+            [PeerError::Timeout, PeerError::Refused].iter(),
+            Duration::from_secs(1),
+        );
+        let t = m.render(&gauges());
+        let f = "visit_server_fanouts_total";
+        assert_eq!(
+            sample(
+                &t,
+                &format!("{f}{{endpoint=\"visits\",result=\"complete\"}}")
+            ),
+            "1"
+        );
+        assert_eq!(
+            sample(&t, &format!("{f}{{endpoint=\"stats\",result=\"partial\"}}")),
+            "1"
+        );
+        let p = "visit_server_peer_answers_total";
+        assert_eq!(sample(&t, &format!("{p}{{result=\"ok\"}}")), "3");
+        assert_eq!(sample(&t, &format!("{p}{{result=\"timeout\"}}")), "1");
+        assert_eq!(sample(&t, &format!("{p}{{result=\"refused\"}}")), "1");
+        assert_eq!(sample(&t, &format!("{p}{{result=\"dns\"}}")), "0");
+        let h = "visit_server_fanout_duration_seconds";
+        assert_eq!(sample(&t, &format!("{h}_bucket{{le=\"0.005\"}}")), "1");
+        assert_eq!(sample(&t, &format!("{h}_count")), "2");
+    }
+
+    #[test]
     fn every_family_has_help_and_type_once() {
         let t = Metrics::default().render(&gauges());
         let types: Vec<&str> = t.lines().filter(|l| l.starts_with("# TYPE")).collect();
@@ -447,13 +564,14 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), n, "duplicate families");
-        assert!(n >= 18, "{n}");
+        assert!(n >= 22, "{n}");
         assert_eq!(t.lines().filter(|l| l.starts_with("# HELP")).count(), n);
         assert_eq!(
             sample(&t, "visit_server_disk_available_bytes"),
             "1073741824"
         );
         assert_eq!(sample(&t, "visit_server_visits_streams_active"), "2");
+        assert_eq!(sample(&t, "visit_server_fanouts_active"), "1");
         // Every sample line is `name{labels} value` with a numeric value.
         for l in t.lines().filter(|l| !l.starts_with('#')) {
             let v = l.rsplit(' ').next().unwrap();

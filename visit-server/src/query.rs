@@ -1,14 +1,19 @@
-//! The query string of `GET /visits`: strict, so a typo is a 400 rather than a silent default.
+//! The query strings of `GET /visits` and `GET /stats`: strict, so a typo is a 400 rather
+//! than a silent default.
+//!
+//! `/visits`:
 //!
 //! | key | values | default |
 //! |---|---|---|
-//! | `limit` | a decimal `u64`: the last N lines | every line |
+//! | `limit` | a decimal `u64`: the last N lines (per replica, with `scope=cluster`: at most [`CLUSTER_MAX_LIMIT`]) | every line; [`CLUSTER_DEFAULT_LIMIT`] per replica with `scope=cluster` |
 //! | `format` | `text`, `json` | `text` |
+//! | `scope` | `local` (this replica's journal), `cluster` (every replica's) | `local` |
+//!
+//! `/stats`: only `scope`, as above.
 //!
 //! Unknown keys, a key given twice, a key without `=value`, a bad value or a bad
 //! percent-escape are errors. Empty pairs (`?&limit=3&`) are allowed. Keys and values are
 //! percent-decoded and `+` means a space, as in HTML forms.
-//! The cluster view's `scope=local|cluster` will be one more arm in [`VisitsQuery::parse`].
 
 use std::fmt;
 
@@ -22,13 +27,39 @@ pub enum Format {
     Json,
 }
 
+/// Whose visits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scope {
+    /// This replica's journal only. Peers are always asked with this scope, so they never fan
+    /// out in turn.
+    #[default]
+    Local,
+    /// Every replica's, gathered from the peers (see `cluster`).
+    Cluster,
+}
+
+/// Lines per replica that `/visits?scope=cluster` returns without `limit`.
+pub const CLUSTER_DEFAULT_LIMIT: u64 = 1000;
+
+/// The largest `limit` accepted with `scope=cluster`: peers' answers are held in memory.
+pub const CLUSTER_MAX_LIMIT: u64 = 10_000;
+
 /// A parsed `/visits` query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct VisitsQuery {
-    /// Only the last `limit` lines.
+    /// Only the last `limit` lines (of each replica, for the cluster scope).
     pub limit: Option<u64>,
     /// The rendering.
     pub format: Format,
+    /// Whose visits.
+    pub scope: Scope,
+}
+
+/// A parsed `/stats` query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatsQuery {
+    /// Whose visits.
+    pub scope: Scope,
 }
 
 /// Why a query was refused; its text is the 400 response's body.
@@ -51,12 +82,8 @@ impl VisitsQuery {
     /// [`QueryError`] naming the first problem.
     pub fn parse(query: &str) -> Result<VisitsQuery, QueryError> {
         let mut q = VisitsQuery::default();
-        let mut seen: Vec<String> = Vec::new();
-        for (key, value) in pairs(query)? {
-            if seen.contains(&key) {
-                return Err(QueryError(format!("{key} given twice")));
-            }
-            match key.as_str() {
+        each_pair(query, &["limit", "format", "scope"], |key, value| {
+            match key {
                 "limit" => {
                     // `u64::from_str` accepts a leading `+`; a query parameter should not.
                     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
@@ -70,7 +97,7 @@ impl VisitsQuery {
                     q.limit = Some(n);
                 }
                 "format" => {
-                    q.format = match value.as_str() {
+                    q.format = match value {
                         "text" => Format::Text,
                         "json" => Format::Json,
                         _ => {
@@ -80,16 +107,71 @@ impl VisitsQuery {
                         }
                     }
                 }
-                _ => {
-                    return Err(QueryError(format!(
-                        "unknown parameter {key:?} (known: limit, format)"
-                    )));
-                }
+                _ => q.scope = parse_scope(value)?,
             }
-            seen.push(key);
+            Ok(())
+        })?;
+        if q.scope == Scope::Cluster && q.limit.is_some_and(|n| n > CLUSTER_MAX_LIMIT) {
+            return Err(QueryError(format!(
+                "limit is at most {CLUSTER_MAX_LIMIT} per replica with scope=cluster"
+            )));
         }
         Ok(q)
     }
+
+    /// How many lines each replica contributes to a cluster view.
+    pub fn per_replica_limit(&self) -> u64 {
+        self.limit.unwrap_or(CLUSTER_DEFAULT_LIMIT)
+    }
+}
+
+impl StatsQuery {
+    /// Parses the part of the URL after `?` (empty if there is none).
+    ///
+    /// # Errors
+    ///
+    /// [`QueryError`] naming the first problem.
+    pub fn parse(query: &str) -> Result<StatsQuery, QueryError> {
+        let mut q = StatsQuery::default();
+        each_pair(query, &["scope"], |_, value| {
+            q.scope = parse_scope(value)?;
+            Ok(())
+        })?;
+        Ok(q)
+    }
+}
+
+fn parse_scope(value: &str) -> Result<Scope, QueryError> {
+    match value {
+        "local" => Ok(Scope::Local),
+        "cluster" => Ok(Scope::Cluster),
+        _ => Err(QueryError(format!(
+            "scope must be local or cluster, not {value:?}"
+        ))),
+    }
+}
+
+/// Calls `f` with each decoded pair, refusing keys not in `known` and keys given twice.
+fn each_pair(
+    query: &str,
+    known: &[&str],
+    mut f: impl FnMut(&str, &str) -> Result<(), QueryError>,
+) -> Result<(), QueryError> {
+    let mut seen: Vec<String> = Vec::new();
+    for (key, value) in pairs(query)? {
+        if seen.contains(&key) {
+            return Err(QueryError(format!("{key} given twice")));
+        }
+        if !known.contains(&key.as_str()) {
+            return Err(QueryError(format!(
+                "unknown parameter {key:?} (known: {})",
+                known.join(", ")
+            )));
+        }
+        f(&key, &value)?;
+        seen.push(key);
+    }
+    Ok(())
 }
 
 /// Splits and decodes `a=1&b=2`.
@@ -154,10 +236,45 @@ mod tests {
             ok("&format=text&limit=18446744073709551615&"),
             VisitsQuery {
                 limit: Some(u64::MAX),
-                format: Format::Text
+                format: Format::Text,
+                scope: Scope::Local,
             }
         );
         assert_eq!(ok("f%6Frmat=%6Ason").format, Format::Json);
+    }
+
+    #[test]
+    fn scope_and_its_limits() {
+        assert_eq!(ok("scope=local").scope, Scope::Local);
+        let q = ok("scope=cluster&format=json");
+        assert_eq!((q.scope, q.format), (Scope::Cluster, Format::Json));
+        assert_eq!(q.per_replica_limit(), CLUSTER_DEFAULT_LIMIT);
+        assert_eq!(ok("scope=cluster&limit=3").per_replica_limit(), 3);
+        assert_eq!(
+            ok(&format!("scope=cluster&limit={CLUSTER_MAX_LIMIT}")).limit,
+            Some(CLUSTER_MAX_LIMIT)
+        );
+        assert!(err(&format!("limit={}&scope=cluster", CLUSTER_MAX_LIMIT + 1)).contains("at most"));
+        assert!(err("scope=global").contains("local or cluster"));
+        assert!(err("scope=Cluster").contains("local or cluster"));
+        assert!(err("scope=local&scope=cluster").contains("given twice"));
+        assert_eq!(StatsQuery::parse("").unwrap().scope, Scope::Local);
+        assert_eq!(
+            StatsQuery::parse("scope=cluster").unwrap().scope,
+            Scope::Cluster
+        );
+        assert!(
+            StatsQuery::parse("limit=1")
+                .unwrap_err()
+                .0
+                .contains("unknown parameter")
+        );
+        assert!(
+            StatsQuery::parse("scope=x")
+                .unwrap_err()
+                .0
+                .contains("local or cluster")
+        );
     }
 
     #[test]
@@ -170,7 +287,7 @@ mod tests {
         assert!(err("limit=1&limit=2").contains("given twice"));
         assert!(err("format=xml").contains("text or json"));
         assert!(err("format=JSON").contains("text or json"));
-        assert!(err("scope=local").contains("unknown parameter \"scope\""));
+        assert!(err("bogus=1").contains("unknown parameter \"bogus\""));
         assert!(err("limit").contains("needs a value"));
         assert!(err("limit=%zz").contains("percent-escape"));
         assert!(err("limit=%4").contains("percent-escape"));

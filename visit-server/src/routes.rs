@@ -3,15 +3,16 @@
 //! | path | GET | HEAD | other methods |
 //! |---|---|---|---|
 //! | `/` | records a visit, 200 greeting (503 + `Retry-After` if the journal refuses) | the same status, records nothing | 405 |
-//! | `/visits` | the journal, streamed; `?limit=N`, `?format=json`; bad query 400 | headers only | 405 |
+//! | `/visits` | the journal, streamed; `?limit=N`, `?format=json`, `?scope=cluster` (every replica's, see [`crate::cluster`]); bad query 400 | headers only | 405 |
+//! | `/stats` | visit counts per replica, address and day (JSON, see [`crate::stats`]); `?scope=cluster` | same | 405 |
 //! | `/healthz`, `/livez` | 200 while the process serves | same | 405 |
 //! | `/readyz` | 200 if the journal is writable and not draining, else 503 | same | 405 |
 //! | `/metrics` | Prometheus text | same | 405 |
 //! | anything else (`/favicon.ico`, `/../`, `/visits/`) | 404 | 404 | 404 |
 //!
 //! Paths match exactly, undecoded: `/%76isits` and `/visits/../` are 404, so no path trick
-//! reaches a handler. The query is read only by `/visits`; elsewhere it is ignored, so
-//! `/?utm=x` is a visit.
+//! reaches a handler. The query is read only by `/visits` and `/stats`; elsewhere it is
+//! ignored, so `/?utm=x` is a visit. Both name this replica in an `X-Visit-Replica` header.
 //!
 //! Before routing, [`screen`] refuses what this server does not parse: request bodies,
 //! `Transfer-Encoding`, conflicting `Content-Length`, control characters in headers and
@@ -30,8 +31,10 @@ use visit_journal::Reader;
 
 use crate::app::{App, NotReady, log_journal_error};
 use crate::client_addr::{self, client_ip};
-use crate::query::{Format, VisitsQuery};
+use crate::peers::REPLICA_HEADER;
+use crate::query::{Format, Scope, StatsQuery, VisitsQuery};
 use crate::stream::{JsonVisits, Slotted};
+use crate::{cluster, stats};
 
 /// The most bytes of request line and headers accepted; more is answered 431.
 ///
@@ -299,6 +302,7 @@ pub fn route(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
             _ => not_allowed(),
         },
         ("/visits", true) => visits(app, rq),
+        ("/stats", true) => stats(app, rq),
         ("/healthz" | "/livez", true) => {
             if app.is_fatal() {
                 Reply::text(503, "listener failed\n")
@@ -315,7 +319,9 @@ pub fn route(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
         }
         ("/metrics", true) => Reply::text(200, app.metrics.render(&app.gauges()))
             .with_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
-        ("/visits" | "/healthz" | "/livez" | "/readyz" | "/metrics", false) => not_allowed(),
+        ("/visits" | "/stats" | "/healthz" | "/livez" | "/readyz" | "/metrics", false) => {
+            not_allowed()
+        }
         _ => Reply::text(404, "not found\n"),
     }
 }
@@ -324,7 +330,8 @@ fn not_allowed() -> Reply {
     Reply::text(405, "method not allowed\n").with_header("Allow", "GET, HEAD")
 }
 
-fn unavailable(body: impl Into<String>) -> Reply {
+/// A 503 with `Retry-After`.
+pub fn unavailable(body: impl Into<String>) -> Reply {
     Reply::text(503, body).with_header("Retry-After", RETRY_AFTER)
 }
 
@@ -386,19 +393,13 @@ fn visits(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
     let Some(slot) = app.open_stream() else {
         return unavailable("too many /visits responses in progress\n");
     };
-    let mut reader = match Reader::open(app.journal.path()) {
-        Ok(r) => r,
-        Err(e) => {
-            log_journal_error("visits_open_failed", app.journal.path(), &e);
-            return unavailable("the journal cannot be read\n");
-        }
-    };
-    if let Some(n) = q.limit
-        && let Err(e) = reader.tail(n)
-    {
-        log_journal_error("visits_read_failed", app.journal.path(), &e);
-        return unavailable("the journal cannot be read\n");
+    if q.scope == Scope::Cluster {
+        return cluster::visits(app, &q, slot, |n| open_journal(app, Some(n)));
     }
+    let reader = match open_journal(app, q.limit) {
+        Ok(r) => r,
+        Err(reply) => return reply,
+    };
     let (content_type, body): (&str, Box<dyn Read + Send>) = match q.format {
         Format::Text => (TEXT, Box::new(Slotted::new(reader.into_text(), slot))),
         Format::Json => (
@@ -406,9 +407,56 @@ fn visits(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
             Box::new(Slotted::new(JsonVisits::new(reader, Arc::clone(app)), slot)),
         ),
     };
-    let mut reply = Reply::text(200, String::new()).with_header("Content-Type", content_type);
+    let mut reply = Reply::text(200, String::new())
+        .with_header("Content-Type", content_type)
+        .with_header(REPLICA_HEADER, app.name.clone());
     reply.body = Body::Stream(body);
     reply
+}
+
+/// Opens the journal for reading, at its last `limit` lines.
+fn open_journal(app: &App, limit: Option<u64>) -> Result<Reader, Reply> {
+    let mut reader = Reader::open(app.journal.path()).map_err(|e| {
+        log_journal_error("visits_open_failed", app.journal.path(), &e);
+        unavailable("the journal cannot be read\n")
+    })?;
+    if let Some(n) = limit
+        && let Err(e) = reader.tail(n)
+    {
+        log_journal_error("visits_read_failed", app.journal.path(), &e);
+        return Err(unavailable("the journal cannot be read\n"));
+    }
+    Ok(reader)
+}
+
+/// `GET /stats`: counts the local journal by streaming it once (it takes a `/visits` slot
+/// meanwhile), or the cluster's.
+fn stats(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
+    let q = match StatsQuery::parse(rq.query()) {
+        Ok(q) => q,
+        Err(e) => return Reply::text(400, format!("bad query: {e}\n")),
+    };
+    let Some(_slot) = app.open_stream() else {
+        return unavailable("too many /visits and /stats responses in progress\n");
+    };
+    if q.scope == Scope::Cluster {
+        return cluster::stats(app);
+    }
+    let tally = match stats::tally_journal(app.journal.path()) {
+        Ok(t) => t,
+        Err(e) => {
+            log_journal_error("stats_read_failed", app.journal.path(), &e);
+            return unavailable("the journal cannot be read\n");
+        }
+    };
+    let replica = stats::ReplicaStats {
+        name: app.name.clone(),
+        address: app.local_addr().to_string(),
+        summary: tally.summary(),
+    };
+    Reply::text(200, stats::render(&app.name, "local", vec![replica], &[]))
+        .with_header("Content-Type", "application/json")
+        .with_header(REPLICA_HEADER, app.name.clone())
 }
 
 #[cfg(test)]
@@ -488,6 +536,10 @@ mod tests {
             (&Method::Get, "/metrics", 200),
             (&Method::Get, "/visits", 200),
             (&Method::Put, "/visits", 405),
+            (&Method::Get, "/stats", 200),
+            (&Method::Get, "/stats?scope=cluster", 200),
+            (&Method::Get, "/visits?scope=cluster", 200),
+            (&Method::Post, "/stats", 405),
             (&Method::Get, "/favicon.ico", 404),
             (&Method::Get, "/../", 404),
             (&Method::Get, "/visits/../", 404),
@@ -675,6 +727,45 @@ mod tests {
             handle(&f.app, &request(&Method::Get, "/visits", &[])).status,
             200
         );
+        // A body read to its end frees its slot at once, before it is dropped.
+        let mut read: Vec<Reply> = (0..crate::app::MAX_STREAMS)
+            .map(|_| handle(&f.app, &request(&Method::Get, "/visits", &[])))
+            .collect();
+        assert_eq!(
+            handle(&f.app, &request(&Method::Get, "/visits", &[])).status,
+            503
+        );
+        let Body::Stream(r) = &mut read[0].body else {
+            panic!("not streamed")
+        };
+        std::io::copy(r, &mut std::io::sink()).unwrap();
+        assert_eq!(
+            handle(&f.app, &request(&Method::Get, "/visits", &[])).status,
+            200
+        );
+    }
+
+    #[test]
+    fn cluster_views_are_capped_and_released() {
+        let f = fixture(|c| c.name = Some("r0".into()));
+        let view = || handle(&f.app, &request(&Method::Get, "/visits?scope=cluster", &[]));
+        let held: Vec<Reply> = (0..crate::app::MAX_FANOUTS).map(|_| view()).collect();
+        assert!(held.iter().all(|r| r.status == 200));
+        assert_eq!(held[0].header(REPLICA_HEADER), Some("r0"));
+        assert_eq!(held[0].header(cluster::PARTIAL_HEADER), Some("false"));
+        let refused = view();
+        assert_eq!(refused.status, 503);
+        assert_eq!(refused.header("Retry-After"), Some(RETRY_AFTER));
+        // A local /visits still has its own slots.
+        assert_eq!(
+            handle(&f.app, &request(&Method::Get, "/visits", &[])).status,
+            200
+        );
+        drop(held);
+        let r = view();
+        assert_eq!(r.status, 200);
+        // Without peers, the cluster is this replica alone.
+        assert_eq!(body(r), "# replica r0 127.0.0.1:8080\n");
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //!
 //! | resource | bound |
 //! |---|---|
-//! | threads doing work (appends, `/visits`) | [`Limits::workers`] (64); `/visits` streams at most [`MAX_STREAMS`] (16) of them |
+//! | threads doing work (appends, `/visits`) | [`Limits::workers`] (64); `/visits`, `/stats` and cluster views hold at most [`MAX_STREAMS`] (16) of them, cluster views at most [`MAX_FANOUTS`] (4) |
 //! | an idle or stalled connection | [`Limits::read_timeout`] (5 s) per read: tiny_http sees an error and closes it silently |
 //! | a client that does not read its response | [`Limits::write_timeout`] (10 s) per write |
 //! | headers that reach a handler | [`MAX_HEADER_BYTES`] (16 KiB), else 431 and close |
@@ -97,7 +97,10 @@ use crate::routes::{self, Body, Reply, RequestInfo};
 use crate::shutdown::{self, Signals};
 
 #[cfg(doc)]
-use crate::{app::MAX_STREAMS, routes::MAX_HEADER_BYTES};
+use crate::{
+    app::{MAX_FANOUTS, MAX_STREAMS},
+    routes::MAX_HEADER_BYTES,
+};
 #[cfg(doc)]
 use visit_journal::Journal;
 
@@ -186,6 +189,9 @@ pub fn bind(addr: SocketAddr, limits: &Limits) -> io::Result<TcpListener> {
 /// closes. Every acknowledged visit is already on disk, so nothing remains to flush.
 pub fn run(listener: TcpListener, app: Arc<App>, limits: &Limits, signals: &Signals) -> Outcome {
     let local = listener.local_addr().ok();
+    if let Some(addr) = local {
+        app.set_bound(addr);
+    }
     let server = match Server::from_listener(listener, None) {
         Ok(s) => Arc::new(s),
         Err(e) => {

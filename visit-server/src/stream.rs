@@ -2,24 +2,32 @@
 //!
 //! tiny_http copies a body [`Read`] to the socket with chunked encoding, so a 256 MB journal
 //! goes out through a few fixed buffers and is never held in memory. Both bodies carry a
-//! [`StreamSlot`], freed when tiny_http drops the body after the response.
+//! [`Slot`], freed when tiny_http drops the body after the response.
 //!
 //! The text body is [`Reader::into_text`]: the file's complete lines, byte for byte.
 //! The JSON body is [`JsonVisits`], which serializes one visit at a time.
+//! The cluster view strings such parts together with [`Concat`], and reads its peers' text
+//! answers as visits with [`Lines`].
 
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::sync::Arc;
 
 use chrono::SecondsFormat;
 use visit_journal::{Reader, Visit};
 
-use crate::app::{App, StreamSlot};
+use crate::app::{App, Slot};
 use crate::log::{self, Value};
 
-/// A body that holds a `/visits` slot while it is read.
+/// A body that holds a slot (of `/visits` streams or cluster views) while it is read.
+///
+/// The slot is freed as soon as the body ends, before tiny_http writes the final chunk: a
+/// client that sends its next request the moment it has the answer must find the slot free
+/// again (freeing it only when tiny_http drops the body lost that race, and such a client
+/// was refused with 503). A body that is not read to its end frees the slot when dropped.
 pub struct Slotted<R> {
     inner: R,
-    _slot: StreamSlot,
+    slot: Option<Slot>,
 }
 
 impl<R> std::fmt::Debug for Slotted<R> {
@@ -30,21 +38,28 @@ impl<R> std::fmt::Debug for Slotted<R> {
 
 impl<R> Slotted<R> {
     /// Ties `inner` to `slot`.
-    pub fn new(inner: R, slot: StreamSlot) -> Slotted<R> {
-        Slotted { inner, _slot: slot }
+    pub fn new(inner: R, slot: Slot) -> Slotted<R> {
+        Slotted {
+            inner,
+            slot: Some(slot),
+        }
     }
 }
 
 impl<R: Read> Read for Slotted<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.slot = None;
+        }
+        Ok(n)
     }
 }
 
 /// How many bytes of JSON [`JsonVisits`] prepares before handing them out.
 const JSON_BUF: usize = 16 * 1024;
 
-/// A JSON array of the visits a [`Reader`] yields, produced lazily:
+/// A JSON array of the visits a [`Reader`] (or [`Lines`]) yields, produced lazily:
 ///
 /// ```text
 /// [
@@ -61,8 +76,8 @@ const JSON_BUF: usize = 16 * 1024;
 /// response without its final chunk: the client sees a truncated response, never a valid
 /// but incomplete array.
 #[derive(Debug)]
-pub struct JsonVisits {
-    visits: Reader,
+pub struct JsonVisits<I = Reader> {
+    visits: I,
     app: Arc<App>,
     buf: Vec<u8>,
     pos: usize,
@@ -73,9 +88,9 @@ pub struct JsonVisits {
     first_skipped: Option<String>,
 }
 
-impl JsonVisits {
+impl<I: Iterator<Item = visit_journal::Result<Visit>>> JsonVisits<I> {
     /// Serializes what `visits` yields from its current position.
-    pub fn new(visits: Reader, app: Arc<App>) -> JsonVisits {
+    pub fn new(visits: I, app: Arc<App>) -> JsonVisits<I> {
         JsonVisits {
             visits,
             app,
@@ -105,7 +120,9 @@ impl JsonVisits {
                     self.first = false;
                     push_visit(&mut self.buf, &v);
                 }
-                Some(Err(e)) if e.is_corrupt() => {
+                Some(Err(e))
+                    if e.is_corrupt() || matches!(e, visit_journal::Error::Parse { .. }) =>
+                {
                     self.skipped += 1;
                     if self.first_skipped.is_none() {
                         self.first_skipped = Some(e.to_string());
@@ -149,7 +166,7 @@ impl JsonVisits {
     }
 }
 
-impl Read for JsonVisits {
+impl<I: Iterator<Item = visit_journal::Result<Visit>>> Read for JsonVisits<I> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if self.pos == self.buf.len() {
             if self.done {
@@ -178,4 +195,87 @@ fn push_visit(buf: &mut Vec<u8>, v: &Visit) {
     buf.extend_from_slice(b"\",\"ip\":\"");
     buf.extend_from_slice(v.ip.to_string().as_bytes());
     buf.extend_from_slice(b"\"}");
+}
+
+/// The lines of a text `/visits` body held in memory (a peer's answer), parsed as visits: a
+/// line that is not a record yields [`visit_journal::Error::Parse`].
+#[derive(Debug)]
+pub struct Lines {
+    text: Vec<u8>,
+    pos: usize,
+}
+
+impl Lines {
+    /// Reads `text`, whose lines each end with `\n`.
+    pub fn new(text: Vec<u8>) -> Lines {
+        Lines { text, pos: 0 }
+    }
+}
+
+impl Iterator for Lines {
+    type Item = visit_journal::Result<Visit>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.text.get(self.pos..).filter(|r| !r.is_empty())?;
+        let len = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        let line = &rest[..len];
+        self.pos += len + 1;
+        Some(match std::str::from_utf8(line) {
+            Ok(line) => line.parse(),
+            Err(_) => Err(visit_journal::Error::Parse {
+                reason: "not UTF-8",
+            }),
+        })
+    }
+}
+
+/// Reads its parts one after the other.
+pub struct Concat {
+    parts: VecDeque<Box<dyn Read + Send>>,
+}
+
+impl std::fmt::Debug for Concat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Concat")
+            .field("parts", &self.parts.len())
+            .finish()
+    }
+}
+
+impl Concat {
+    /// No parts yet.
+    pub fn new() -> Concat {
+        Concat {
+            parts: VecDeque::new(),
+        }
+    }
+
+    /// Appends a part.
+    pub fn push(&mut self, part: impl Read + Send + 'static) {
+        self.parts.push_back(Box::new(part));
+    }
+
+    /// Appends bytes.
+    pub fn push_bytes(&mut self, bytes: impl Into<Vec<u8>>) {
+        self.push(io::Cursor::new(bytes.into()));
+    }
+}
+
+impl Default for Concat {
+    fn default() -> Concat {
+        Concat::new()
+    }
+}
+
+impl Read for Concat {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while let Some(part) = self.parts.front_mut() {
+            let n = part.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            self.parts.pop_front();
+        }
+        Ok(0)
+    }
 }

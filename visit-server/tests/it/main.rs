@@ -15,6 +15,7 @@
 mod support;
 
 mod cli;
+mod cluster;
 mod crash;
 mod disk_full;
 mod foreign;

@@ -46,8 +46,14 @@ pub struct Server {
 impl Server {
     /// Starts the binary on `127.0.0.1:0` with `--file file` and the extra arguments.
     pub fn start(file: &Path, args: &[&str]) -> Server {
+        Server::start_on("127.0.0.1:0", file, args)
+    }
+
+    /// Starts the binary listening on `listen` with `--file file` and the extra arguments,
+    /// with none of the server's variables inherited from the test's environment.
+    pub fn start_on(listen: &str, file: &Path, args: &[&str]) -> Server {
         let mut cmd = Command::new(BIN);
-        cmd.args(["--listen", "127.0.0.1:0", "--file"])
+        cmd.args(["--listen", listen, "--file"])
             .arg(file)
             .args(args);
         for var in [
@@ -55,6 +61,10 @@ impl Server {
             "VISIT_FILE",
             "VISIT_TRUSTED_PROXIES",
             "VISIT_UTC_OFFSET",
+            "VISIT_NAME",
+            "VISIT_PEERS",
+            "VISIT_PEER_DNS",
+            "VISIT_PEER_TIMEOUT",
         ] {
             cmd.env_remove(var);
         }
@@ -357,6 +367,46 @@ pub fn ips(lines: &[String]) -> Vec<String> {
         .iter()
         .map(|l| l.rsplit_once(" - ").expect("record").1.to_string())
         .collect()
+}
+
+/// `n` distinct free ports, for servers that must know each other's ports before they start.
+///
+/// They come from below the kernel's ephemeral range. A port picked with `bind(...:0)` comes
+/// from that range, the one client sockets get their source ports from, and the servers'
+/// tickers alone open 160 connections a second: once released, such a port could be taken
+/// by a connection before the server binds it. Ports below the range are only ever taken
+/// explicitly; this process never hands out the same one twice.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    const LOWEST: u16 = 10_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768)
+        .max(LOWEST + 1_000);
+    let mut given = GIVEN.lock().unwrap();
+    // xorshift64, seeded by the time and the process: different in every run.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let mut seed = (u64::from(std::process::id()) << 32 | u64::from(nanos)) | 1;
+    let mut ports = Vec::new();
+    for _ in 0..10_000 {
+        if ports.len() == n {
+            return ports;
+        }
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let port = LOWEST + (seed % u64::from(ephemeral - LOWEST)) as u16;
+        let free = |ip: &str| std::net::TcpListener::bind((ip, port)).is_ok();
+        if !given.contains(&port) && free("127.0.0.1") && free("0.0.0.0") {
+            given.push(port);
+            ports.push(port);
+        }
+    }
+    panic!("no {n} free ports below {ephemeral}");
 }
 
 /// A distinct loopback source address for request number `i` (127.1.0.1, 127.1.0.2, ...).

@@ -1,0 +1,440 @@
+//! The cluster view: `GET /visits?scope=cluster` and `GET /stats?scope=cluster` answer for
+//! every replica, while each replica keeps writing only its own journal.
+//!
+//! A cluster view asks every peer (see [`crate::peers`]) for its `scope=local` answer in
+//! parallel, reads this replica's part from its own journal meanwhile, and answers `200` with
+//! the union, each part tagged with the replica it came from. A peer that is down, refuses,
+//! is slow or answers badly is listed as missing; the answer then says it is partial:
+//! `X-Visit-Partial: true`, a `# partial:` line first in the text form, a non-empty
+//! `missing` (and `"partial": true`) in JSON. It never waits for a peer past
+//! `--peer-timeout`.
+//!
+//! # `/visits?scope=cluster`
+//!
+//! ```text
+//! # partial: 1 of 3 replicas missing
+//! # missing 10.244.0.19:8080: timeout (no answer within the peer timeout)
+//! # replica visit-server-0 10.244.0.17:8080
+//! 2026-11-26T10:44:36.123+00:00 - 10.244.0.5
+//! # replica visit-server-1 10.244.0.18:8080
+//! 2026-11-26T10:44:36.140+00:00 - 10.244.0.5
+//! ```
+//!
+//! Every heading starts with `# `, which no record does (a corrupt line is relayed byte for
+//! byte, as the local text form shows it, and could; the JSON form leaves corrupt lines
+//! out). Replicas come sorted by name, missing peers by address. `?format=json`:
+//!
+//! ```text
+//! {"replica":"visit-server-0","partial":false,"replicas":[
+//! {"name":"visit-server-0","address":"10.244.0.17:8080","visits":[
+//! {"time":"2026-11-26T10:44:36.123+00:00","ip":"10.244.0.5"}
+//! ]
+//! }],
+//! "missing":[]}
+//! ```
+//!
+//! with `missing` entries `{"address": ..., "error": ..., "detail": ...}`, where `error` is
+//! one of `timeout`, `refused`, `dns`, `too_large`, `status`, `bad_response`,
+//! `too_many_peers`, `other`.
+//!
+//! # Memory
+//!
+//! `?limit=N` applies per replica and defaults to
+//! [`CLUSTER_DEFAULT_LIMIT`](crate::query::CLUSTER_DEFAULT_LIMIT) lines, at most
+//! [`CLUSTER_MAX_LIMIT`](crate::query::CLUSTER_MAX_LIMIT): the answer is only known to be
+//! complete or partial once every peer has answered or timed out, so the peers' parts are
+//! held in memory until it is sent (the local part streams from the journal). Peers are asked
+//! for text, the most compact form, and each answer is read up to [`FANOUT_BUDGET`] divided
+//! among the peers asked (at most [`MAX_PEER_BYTES`] each: 10,000 of the longest records fit);
+//! a larger answer (a journal of very long corrupt lines) makes that peer missing as
+//! `too_large`. With [`MAX_FANOUTS`](crate::app::MAX_FANOUTS) views at once, peers' answers
+//! take at most 16 MiB. The JSON form is produced from the held text as it is sent.
+//!
+//! # Concurrency
+//!
+//! A view takes a `/visits` stream slot and a fan-out slot for as long as its body is being
+//! sent (503 with `Retry-After` when none is free): at most
+//! [`MAX_FANOUTS`](crate::app::MAX_FANOUTS) views, each holding one worker, a thread per peer
+//! for up to `--peer-timeout`, and its peers' answers.
+//!
+//! Each view is logged as one `fanout` line (peers asked, answered, missing, duration) and
+//! counted in `/metrics`.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+use visit_journal::Reader;
+
+use crate::app::{App, Slot, log_journal_error};
+use crate::log::{self, Value, write_str};
+use crate::peers::{self, Missing, PeerError};
+use crate::query::{Format, VisitsQuery};
+use crate::routes::{Body, Reply};
+use crate::stats::{self, ReplicaStats, Summary};
+use crate::stream::{Concat, JsonVisits, Lines, Slotted};
+
+/// The most bytes of peers' answers one cluster view holds.
+pub const FANOUT_BUDGET: u64 = 4 * 1024 * 1024;
+
+/// The most bytes read from one peer's `/visits` answer.
+pub const MAX_PEER_BYTES: u64 = 1024 * 1024;
+
+/// The most bytes read from one peer's `/stats` answer (about 25 KB with every list full).
+pub const MAX_STATS_BYTES: u64 = 256 * 1024;
+
+/// The response header saying that some replica is missing from a cluster answer.
+pub const PARTIAL_HEADER: &str = "X-Visit-Partial";
+
+/// A peer's part of the answer.
+struct Part<T> {
+    name: String,
+    address: String,
+    content: T,
+}
+
+/// What a fan-out gathered.
+struct Gathered<T> {
+    parts: Vec<Part<T>>,
+    missing: Vec<Missing>,
+    /// How the peer list names this replica (else its listening address).
+    own_address: String,
+}
+
+/// Asks every peer for `path_and_query`, turns each body into a `T` with `check` (an error
+/// makes the peer missing), runs `local` meanwhile, then counts and logs the fan-out.
+fn gather<T: Send, L>(
+    app: &App,
+    endpoint: &'static str,
+    path_and_query: &str,
+    max_bytes: u64,
+    check: impl Fn(Vec<u8>) -> Result<T, PeerError> + Sync,
+    local: impl FnOnce() -> L,
+) -> (Gathered<T>, L) {
+    let started = Instant::now();
+    let deadline = started + app.config.peer_timeout;
+    let plan = peers::plan(
+        &app.config.peers,
+        app.config.peer_dns.as_ref(),
+        app.local_addr(),
+        deadline,
+    );
+    let share = FANOUT_BUDGET / plan.targets.len().max(1) as u64;
+    let (answers, local) = peers::ask_all(
+        &app.peer_agent,
+        &plan.targets,
+        path_and_query,
+        deadline,
+        share.min(max_bytes),
+        local,
+    );
+    let asked = plan.targets.len();
+    let mut missing = plan.missing;
+    let mut parts = Vec::new();
+    for (target, answer) in plan.targets.into_iter().zip(answers) {
+        let part = answer.and_then(|a| Ok((a.name, check(a.body)?)));
+        match part {
+            Ok((name, _)) if name == app.name || parts.iter().any(|p: &Part<T>| p.name == name) => {
+                // The same replica reached twice (or a name given to two replicas).
+                log::warn(
+                    "fanout_duplicate_replica",
+                    &[
+                        ("name", Value::Str(&name)),
+                        ("address", Value::Str(&target.address)),
+                    ],
+                );
+            }
+            Ok((name, content)) => parts.push(Part {
+                name,
+                address: target.address,
+                content,
+            }),
+            Err(error) => missing.push(Missing {
+                address: target.address,
+                error,
+            }),
+        }
+    }
+    parts.sort_by(|a, b| a.name.cmp(&b.name));
+    missing.sort_by(|a, b| a.address.cmp(&b.address));
+    let took = started.elapsed();
+    app.metrics.fanout(
+        endpoint,
+        parts.len(),
+        missing.iter().map(|m| &m.error),
+        took,
+    );
+    let missing_list = missing
+        .iter()
+        .map(|m| format!("{}={}", m.address, m.error.kind()))
+        .collect::<Vec<_>>()
+        .join(",");
+    log::info(
+        "fanout",
+        &[
+            ("endpoint", Value::Str(endpoint)),
+            ("peers_asked", (asked as u64).into()),
+            ("answered", (parts.len() as u64).into()),
+            ("missing", (missing.len() as u64).into()),
+            ("missing_peers", Value::Str(&missing_list)),
+            ("partial", (!missing.is_empty()).into()),
+            ("duration_us", (took.as_micros() as u64).into()),
+        ],
+    );
+    let own_address = plan
+        .own_address
+        .unwrap_or_else(|| app.local_addr().to_string());
+    (
+        Gathered {
+            parts,
+            missing,
+            own_address,
+        },
+        local,
+    )
+}
+
+/// A peer's text `/visits` body must be whole lines.
+fn check_text(body: Vec<u8>) -> Result<Vec<u8>, PeerError> {
+    if body.is_empty() || body.ends_with(b"\n") {
+        Ok(body)
+    } else {
+        Err(PeerError::BadResponse(
+            "the answer does not end with a whole line".into(),
+        ))
+    }
+}
+
+/// A peer's `/stats?scope=local` body: its one replica's counts.
+fn check_stats(body: Vec<u8>) -> Result<Summary, PeerError> {
+    let v: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| PeerError::BadResponse(format!("not JSON: {e}")))?;
+    Summary::from_json(&v["replicas"][0])
+        .ok_or_else(|| PeerError::BadResponse("not the counts of one replica".into()))
+}
+
+/// One replica's visits, local or a peer's.
+enum Source {
+    Local(Reader),
+    Peer(Vec<u8>),
+}
+
+/// `GET /visits?scope=cluster`. `stream` is the `/visits` slot the caller took; `open`
+/// opens the local journal at the last `limit` lines (or says why not).
+pub fn visits(
+    app: &Arc<App>,
+    q: &VisitsQuery,
+    stream: Slot,
+    open: impl FnOnce(u64) -> Result<Reader, Reply>,
+) -> Reply {
+    let Some(fanout) = app.open_fanout() else {
+        return busy();
+    };
+    let limit = q.per_replica_limit();
+    let path = format!("/visits?scope=local&limit={limit}");
+    let (g, local) = gather(app, "visits", &path, MAX_PEER_BYTES, check_text, || {
+        open(limit)
+    });
+    let local = match local {
+        Ok(r) => r,
+        Err(reply) => return reply,
+    };
+    let mut replicas: Vec<(String, String, Source)> =
+        vec![(app.name.clone(), g.own_address, Source::Local(local))];
+    replicas.extend(
+        g.parts
+            .into_iter()
+            .map(|p| (p.name, p.address, Source::Peer(p.content))),
+    );
+    replicas.sort_by(|a, b| a.0.cmp(&b.0));
+    let total = replicas.len() + g.missing.len();
+
+    let mut body = Concat::new();
+    let content_type = match q.format {
+        Format::Text => {
+            let mut head = String::new();
+            if !g.missing.is_empty() {
+                let _ = writeln!(
+                    head,
+                    "# partial: {} of {total} replicas missing",
+                    g.missing.len()
+                );
+            }
+            for m in &g.missing {
+                let _ = writeln!(
+                    head,
+                    "# missing {}: {} ({})",
+                    m.address,
+                    m.error.kind(),
+                    m.error.detail().replace('\n', " ")
+                );
+            }
+            body.push_bytes(head);
+            for (name, address, source) in replicas {
+                body.push_bytes(format!("# replica {name} {address}\n"));
+                match source {
+                    Source::Local(r) => body.push(r.into_text()),
+                    Source::Peer(text) => body.push_bytes(text),
+                }
+            }
+            "text/plain; charset=utf-8"
+        }
+        Format::Json => {
+            let mut head = String::from("{\"replica\":");
+            write_str(&mut head, &app.name);
+            let _ = write!(
+                head,
+                ",\"partial\":{},\"replicas\":[",
+                !g.missing.is_empty()
+            );
+            body.push_bytes(head);
+            for (i, (name, address, source)) in replicas.into_iter().enumerate() {
+                let mut head = String::from(if i == 0 {
+                    "\n{\"name\":"
+                } else {
+                    ",\n{\"name\":"
+                });
+                write_str(&mut head, &name);
+                head.push_str(",\"address\":");
+                write_str(&mut head, &address);
+                head.push_str(",\"visits\":");
+                body.push_bytes(head);
+                match source {
+                    Source::Local(r) => body.push(JsonVisits::new(r, Arc::clone(app))),
+                    Source::Peer(text) => {
+                        body.push(JsonVisits::new(Lines::new(text), Arc::clone(app)));
+                    }
+                }
+                body.push_bytes("}");
+            }
+            let mut tail = String::from("],\n\"missing\":");
+            write_missing(&mut tail, &g.missing);
+            tail.push_str("}\n");
+            body.push_bytes(tail);
+            "application/json"
+        }
+    };
+    let mut reply = Reply::text(200, String::new());
+    reply.headers = cluster_headers(app, content_type, !g.missing.is_empty());
+    reply.body = Body::Stream(Box::new(Slotted::new(Slotted::new(body, fanout), stream)));
+    reply
+}
+
+/// `GET /stats?scope=cluster`.
+pub fn stats(app: &Arc<App>) -> Reply {
+    let Some(_fanout) = app.open_fanout() else {
+        return busy();
+    };
+    let (g, local) = gather(
+        app,
+        "stats",
+        "/stats?scope=local",
+        MAX_STATS_BYTES,
+        check_stats,
+        || stats::tally_journal(app.journal.path()),
+    );
+    let local = match local {
+        Ok(t) => t,
+        Err(e) => {
+            log_journal_error("stats_read_failed", app.journal.path(), &e);
+            return crate::routes::unavailable("the journal cannot be read\n");
+        }
+    };
+    let mut replicas = vec![ReplicaStats {
+        name: app.name.clone(),
+        address: g.own_address,
+        summary: local.summary(),
+    }];
+    replicas.extend(g.parts.into_iter().map(|p| ReplicaStats {
+        name: p.name,
+        address: p.address,
+        summary: p.content,
+    }));
+    let mut reply = Reply::text(
+        200,
+        stats::render(&app.name, "cluster", replicas, &g.missing),
+    );
+    reply.headers = cluster_headers(app, "application/json", !g.missing.is_empty());
+    reply
+}
+
+fn cluster_headers(app: &App, content_type: &str, partial: bool) -> Vec<(&'static str, String)> {
+    vec![
+        ("Content-Type", content_type.into()),
+        ("Cache-Control", "no-store".into()),
+        (peers::REPLICA_HEADER, app.name.clone()),
+        (PARTIAL_HEADER, partial.to_string()),
+    ]
+}
+
+fn busy() -> Reply {
+    crate::routes::unavailable("too many cluster views in progress\n")
+}
+
+/// Writes the `missing` array.
+pub fn write_missing(out: &mut String, missing: &[Missing]) {
+    out.push('[');
+    for (i, m) in missing.iter().enumerate() {
+        out.push_str(if i == 0 {
+            "{\"address\":"
+        } else {
+            ",{\"address\":"
+        });
+        write_str(out, &m.address);
+        out.push_str(",\"error\":");
+        write_str(out, m.error.kind());
+        out.push_str(",\"detail\":");
+        write_str(out, &m.error.detail());
+        out.push('}');
+    }
+    out.push(']');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_bodies_are_checked() {
+        assert_eq!(check_text(Vec::new()), Ok(Vec::new()));
+        assert_eq!(check_text(b"a\nb\n".to_vec()), Ok(b"a\nb\n".to_vec()));
+        assert!(matches!(
+            check_text(b"a\nb".to_vec()),
+            Err(PeerError::BadResponse(_))
+        ));
+        assert!(matches!(
+            check_stats(b"{".to_vec()),
+            Err(PeerError::BadResponse(_))
+        ));
+        assert!(matches!(
+            check_stats(b"{\"replicas\":[]}".to_vec()),
+            Err(PeerError::BadResponse(_))
+        ));
+    }
+
+    #[test]
+    fn missing_peers_render_as_json() {
+        let mut out = String::new();
+        write_missing(
+            &mut out,
+            &[
+                Missing {
+                    address: "10.0.0.1:8080".into(),
+                    error: PeerError::Timeout,
+                },
+                Missing {
+                    address: "x:1".into(),
+                    error: PeerError::Dns("no \"such\" host".into()),
+                },
+            ],
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v[0]["address"], "10.0.0.1:8080");
+        assert_eq!(v[0]["error"], "timeout");
+        assert_eq!(v[1]["error"], "dns");
+        assert_eq!(v[1]["detail"], "name lookup failed: no \"such\" host");
+        let mut out = String::new();
+        write_missing(&mut out, &[]);
+        assert_eq!(out, "[]");
+    }
+}
