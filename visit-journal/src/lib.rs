@@ -147,3 +147,12 @@ pub use crate::error::{Error, Result};
 pub use crate::reader::{Reader, Report};
 pub use crate::visit::Visit;
 pub use crate::writer::{Journal, Options, Stats};
+
+// The READMEs' Rust examples are compiled as doc tests, so they cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct CrateReadme;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct RepositoryReadme;
