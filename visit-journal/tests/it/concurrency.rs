@@ -15,14 +15,12 @@ const PER_THREAD: u32 = 150;
 /// Appends `PER_THREAD` tagged visits from each of `THREADS` threads, durably, then exits.
 #[test]
 fn child_writer() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else {
+    let Some((path, process)) = child_spec(CHILD_ENV) else {
         return;
     };
-    let (path, process) = spec.split_once(';').expect("path;process");
-    let process: u16 = process.parse().expect("process number");
     let journal = Options::new()
         .lock_timeout(Duration::from_secs(30))
-        .open(path)
+        .open(&path)
         .expect("child opens the journal");
     std::thread::scope(|s| {
         for thread in 0..THREADS {

@@ -22,12 +22,10 @@ const THREADS: u16 = 2;
 /// it is killed (or, should the parent be gone, for at most 30 seconds).
 #[test]
 fn child_appender() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else {
+    let Some((path, process)) = child_spec(CHILD_ENV) else {
         return;
     };
-    let (path, process) = spec.split_once(';').expect("path;process");
-    let process: u16 = process.parse().expect("process number");
-    let journal = Journal::open(path).expect("child opens the journal");
+    let journal = Journal::open(&path).expect("child opens the journal");
     let deadline = Instant::now() + Duration::from_secs(30);
     std::thread::scope(|s| {
         for thread in 0..THREADS {

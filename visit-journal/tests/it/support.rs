@@ -138,6 +138,14 @@ pub fn spawn_child(test: &str, env: &[(&str, String)]) -> Child {
     cmd.spawn().expect("spawn child test process")
 }
 
+/// In a child process: the journal path and process number its parent put in `env`
+/// (`<path>;<process>`), or `None` when this is not a child (the entry point is then a no-op).
+pub fn child_spec(env: &str) -> Option<(String, u16)> {
+    let spec = std::env::var(env).ok()?;
+    let (path, process) = spec.split_once(';').expect("<path>;<process>");
+    Some((path.to_string(), process.parse().expect("process number")))
+}
+
 /// The lines a child prints, as they come.
 pub fn child_lines(child: &mut Child) -> impl Iterator<Item = String> + use<> {
     let stdout = child.stdout.take().expect("child stdout");
