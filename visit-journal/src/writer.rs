@@ -283,7 +283,16 @@ struct Turn<'a> {
     ended: bool,
 }
 
-impl Turn<'_> {
+impl<'a> Turn<'a> {
+    /// A turn the caller has just taken (by setting `busy`), holding no batch yet.
+    fn new(journal: &'a Journal) -> Turn<'a> {
+        Turn {
+            journal,
+            batch: None,
+            ended: false,
+        }
+    }
+
     /// Ends the turn under the lock the caller holds; returns whom to wake once it is released.
     #[must_use = "the next thread must be woken"]
     fn end(mut self, state: &mut State) -> Option<Wake> {
@@ -520,11 +529,7 @@ impl Journal {
     /// its outcome.
     fn lead<'a>(&'a self, mut state: MutexGuard<'a, State>) {
         state.busy = true;
-        let turn = Turn {
-            journal: self,
-            batch: None,
-            ended: false,
-        };
+        let turn = Turn::new(self);
         let target = state.last_calls;
         if self.options.sync && state.open.calls < target {
             // Yield rather than sleep: the appenders we wait for need the processor, and we
@@ -787,11 +792,7 @@ impl Journal {
         let storage = Arc::clone(&state.storage);
         let poisoned = state.poisoned;
         drop(state);
-        let _turn = Turn {
-            journal: self,
-            batch: None,
-            ended: false,
-        };
+        let _turn = Turn::new(self);
         op(&*storage, poisoned)
     }
 
