@@ -67,10 +67,11 @@ use std::time::Instant;
 use visit_journal::Reader;
 
 use crate::app::{App, Slot, log_journal_error};
-use crate::log::{self, Value, write_str};
+use crate::http::{JSON, Reply, TEXT};
+use crate::json;
+use crate::log::{self, Value};
 use crate::peers::{self, Missing, PeerError};
 use crate::query::{Format, VisitsQuery};
-use crate::routes::{Body, Reply};
 use crate::stats::{self, ReplicaStats, Summary};
 use crate::stream::{Concat, JsonVisits, Lines, Slotted};
 
@@ -277,27 +278,24 @@ pub fn visits(
                     Source::Peer(text) => body.push_bytes(text),
                 }
             }
-            "text/plain; charset=utf-8"
+            TEXT
         }
         Format::Json => {
-            let mut head = String::from("{\"replica\":");
-            write_str(&mut head, &app.name);
-            let _ = write!(
-                head,
-                ",\"partial\":{},\"replicas\":[",
-                !g.missing.is_empty()
-            );
+            let mut head = String::new();
+            json::Object::new(&mut head)
+                .str("replica", &app.name)
+                .bool("partial", !g.missing.is_empty())
+                .key("replicas")
+                .push('[');
             body.push_bytes(head);
-            for (i, (name, address, source)) in replicas.into_iter().enumerate() {
-                let mut head = String::from(if i == 0 {
-                    "\n{\"name\":"
-                } else {
-                    ",\n{\"name\":"
-                });
-                write_str(&mut head, &name);
-                head.push_str(",\"address\":");
-                write_str(&mut head, &address);
-                head.push_str(",\"visits\":");
+            let mut items = json::Items::new("\n", ",\n");
+            for (name, address, source) in replicas {
+                let mut head = String::new();
+                items.next(&mut head);
+                json::Object::new(&mut head)
+                    .str("name", &name)
+                    .str("address", &address)
+                    .key("visits");
                 body.push_bytes(head);
                 match source {
                     Source::Local(r) => body.push(JsonVisits::new(r, Arc::clone(app))),
@@ -307,17 +305,24 @@ pub fn visits(
                 }
                 body.push_bytes("}");
             }
-            let mut tail = String::from("],\n\"missing\":");
-            write_missing(&mut tail, &g.missing);
+            // The object opened in the first head ends here, after the streamed parts.
+            let mut tail = String::from("],\n");
+            json::string(&mut tail, "missing");
+            tail.push(':');
+            peers::write_missing(&mut tail, &g.missing);
             tail.push_str("}\n");
             body.push_bytes(tail);
-            "application/json"
+            JSON
         }
     };
-    let mut reply = Reply::text(200, String::new());
-    reply.headers = cluster_headers(app, content_type, !g.missing.is_empty());
-    reply.body = Body::Stream(Box::new(Slotted::new(Slotted::new(body, fanout), stream)));
-    reply
+    view(
+        app,
+        Reply::stream(
+            content_type,
+            Slotted::new(Slotted::new(body, fanout), stream),
+        ),
+        &g.missing,
+    )
 }
 
 /// `GET /stats?scope=cluster`.
@@ -337,7 +342,7 @@ pub fn stats(app: &Arc<App>) -> Reply {
         Ok(t) => t,
         Err(e) => {
             log_journal_error("stats_read_failed", app.journal.path(), &e);
-            return crate::routes::unavailable("the journal cannot be read\n");
+            return Reply::unavailable("the journal cannot be read\n");
         }
     };
     let mut replicas = vec![ReplicaStats {
@@ -350,44 +355,19 @@ pub fn stats(app: &Arc<App>) -> Reply {
         address: p.address,
         summary: p.content,
     }));
-    let mut reply = Reply::text(
-        200,
-        stats::render(&app.name, "cluster", replicas, &g.missing),
-    );
-    reply.headers = cluster_headers(app, "application/json", !g.missing.is_empty());
-    reply
+    let body = stats::render(&app.name, "cluster", replicas, &g.missing);
+    view(app, Reply::json(200, body), &g.missing)
 }
 
-fn cluster_headers(app: &App, content_type: &str, partial: bool) -> Vec<(&'static str, String)> {
-    vec![
-        ("Content-Type", content_type.into()),
-        ("Cache-Control", "no-store".into()),
-        (peers::REPLICA_HEADER, app.name.clone()),
-        (PARTIAL_HEADER, partial.to_string()),
-    ]
+/// Adds the headers of a cluster answer: who answered, and whether a replica is missing.
+fn view(app: &App, reply: Reply, missing: &[Missing]) -> Reply {
+    reply
+        .with_header(peers::REPLICA_HEADER, app.name.clone())
+        .with_header(PARTIAL_HEADER, (!missing.is_empty()).to_string())
 }
 
 fn busy() -> Reply {
-    crate::routes::unavailable("too many cluster views in progress\n")
-}
-
-/// Writes the `missing` array.
-pub fn write_missing(out: &mut String, missing: &[Missing]) {
-    out.push('[');
-    for (i, m) in missing.iter().enumerate() {
-        out.push_str(if i == 0 {
-            "{\"address\":"
-        } else {
-            ",{\"address\":"
-        });
-        write_str(out, &m.address);
-        out.push_str(",\"error\":");
-        write_str(out, m.error.kind());
-        out.push_str(",\"detail\":");
-        write_str(out, &m.error.detail());
-        out.push('}');
-    }
-    out.push(']');
+    Reply::unavailable("too many cluster views in progress\n")
 }
 
 #[cfg(test)]
@@ -410,31 +390,5 @@ mod tests {
             check_stats(b"{\"replicas\":[]}".to_vec()),
             Err(PeerError::BadResponse(_))
         ));
-    }
-
-    #[test]
-    fn missing_peers_render_as_json() {
-        let mut out = String::new();
-        write_missing(
-            &mut out,
-            &[
-                Missing {
-                    address: "10.0.0.1:8080".into(),
-                    error: PeerError::Timeout,
-                },
-                Missing {
-                    address: "x:1".into(),
-                    error: PeerError::Dns("no \"such\" host".into()),
-                },
-            ],
-        );
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(v[0]["address"], "10.0.0.1:8080");
-        assert_eq!(v[0]["error"], "timeout");
-        assert_eq!(v[1]["error"], "dns");
-        assert_eq!(v[1]["detail"], "name lookup failed: no \"such\" host");
-        let mut out = String::new();
-        write_missing(&mut out, &[]);
-        assert_eq!(out, "[]");
     }
 }

@@ -53,6 +53,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::json;
+
 /// The most peers asked by one fan-out (and listed with `--peers`).
 pub const MAX_PEERS: usize = 16;
 
@@ -247,6 +249,20 @@ pub struct Missing {
     pub address: String,
     /// Why.
     pub error: PeerError,
+}
+
+/// Writes `missing` as the JSON array of a cluster answer:
+/// `[{"address": ..., "error": kind, "detail": ...}]`.
+pub fn write_missing(out: &mut String, missing: &[Missing]) {
+    let mut list = json::Array::new(out);
+    for m in missing {
+        list.object()
+            .str("address", &m.address)
+            .str("error", m.error.kind())
+            .str("detail", &m.error.detail())
+            .end();
+    }
+    list.end();
 }
 
 /// A peer to ask.
@@ -521,6 +537,32 @@ mod tests {
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn missing_peers_render_as_json() {
+        let mut out = String::new();
+        write_missing(
+            &mut out,
+            &[
+                Missing {
+                    address: "10.0.0.1:8080".into(),
+                    error: PeerError::Timeout,
+                },
+                Missing {
+                    address: "x:1".into(),
+                    error: PeerError::Dns("no \"such\" host".into()),
+                },
+            ],
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v[0]["address"], "10.0.0.1:8080");
+        assert_eq!(v[0]["error"], "timeout");
+        assert_eq!(v[1]["error"], "dns");
+        assert_eq!(v[1]["detail"], "name lookup failed: no \"such\" host");
+        let mut out = String::new();
+        write_missing(&mut out, &[]);
+        assert_eq!(out, "[]");
     }
 
     #[test]

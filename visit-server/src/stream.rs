@@ -10,12 +10,13 @@
 //! answers as visits with [`Lines`].
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::sync::Arc;
 
 use visit_journal::{Reader, Visit};
 
 use crate::app::{App, Slot};
+use crate::json;
 use crate::log::{self, Value};
 
 /// A body that holds a slot (of `/visits` streams or cluster views) while it is read.
@@ -78,10 +79,10 @@ const JSON_BUF: usize = 16 * 1024;
 pub struct JsonVisits<I = Reader> {
     visits: I,
     app: Arc<App>,
-    buf: Vec<u8>,
+    buf: String,
     pos: usize,
     started: bool,
-    first: bool,
+    items: json::Items,
     done: bool,
     skipped: u64,
     first_skipped: Option<String>,
@@ -93,10 +94,10 @@ impl<I: Iterator<Item = visit_journal::Result<Visit>>> JsonVisits<I> {
         JsonVisits {
             visits,
             app,
-            buf: Vec::with_capacity(JSON_BUF + 128),
+            buf: String::with_capacity(JSON_BUF + 128),
             pos: 0,
             started: false,
-            first: true,
+            items: json::Items::new("", ",\n"),
             done: false,
             skipped: 0,
             first_skipped: None,
@@ -107,17 +108,18 @@ impl<I: Iterator<Item = visit_journal::Result<Visit>>> JsonVisits<I> {
         self.buf.clear();
         self.pos = 0;
         if !self.started {
-            self.buf.extend_from_slice(b"[\n");
+            self.buf.push_str("[\n");
             self.started = true;
         }
         while self.buf.len() < JSON_BUF {
             match self.visits.next() {
                 Some(Ok(v)) => {
-                    if !self.first {
-                        self.buf.extend_from_slice(b",\n");
-                    }
-                    self.first = false;
-                    push_visit(&mut self.buf, &v);
+                    self.items.next(&mut self.buf);
+                    // The time exactly as the record writes it: the library owns that format.
+                    json::Object::new(&mut self.buf)
+                        .display("time", &v.time())
+                        .display("ip", &v.ip)
+                        .end();
                 }
                 Some(Err(e))
                     if e.is_corrupt() || matches!(e, visit_journal::Error::Parse { .. }) =>
@@ -138,7 +140,7 @@ impl<I: Iterator<Item = visit_journal::Result<Visit>>> JsonVisits<I> {
                 }
                 None => {
                     self.buf
-                        .extend_from_slice(if self.first { b"]\n" } else { b"\n]\n" });
+                        .push_str(if self.items.any() { "\n]\n" } else { "]\n" });
                     self.done = true;
                     self.report_skipped();
                     break;
@@ -174,18 +176,10 @@ impl<I: Iterator<Item = visit_journal::Result<Visit>>> Read for JsonVisits<I> {
             self.fill()?;
         }
         let n = (self.buf.len() - self.pos).min(out.len());
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        out[..n].copy_from_slice(&self.buf.as_bytes()[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
     }
-}
-
-/// Appends `{"time":"...","ip":"..."}`. Neither an RFC 3339 timestamp nor an IP address can
-/// contain a character JSON needs escaped, so none is escaped.
-fn push_visit(buf: &mut Vec<u8>, v: &Visit) {
-    // The time exactly as the record writes it: the library owns that format.
-    // Writing into a Vec cannot fail.
-    let _ = write!(buf, "{{\"time\":\"{}\",\"ip\":\"{}\"}}", v.time(), v.ip);
 }
 
 /// The lines of a text `/visits` body held in memory (a peer's answer), parsed as visits: a
