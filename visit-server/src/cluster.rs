@@ -70,6 +70,7 @@ use crate::app::{App, Slot, log_journal_error};
 use crate::http::{JSON, Reply, TEXT};
 use crate::json;
 use crate::log::{self, Value};
+use crate::metrics::Endpoint;
 use crate::peers::{self, Missing, PeerError};
 use crate::query::{Format, VisitsQuery};
 use crate::stats::{self, ReplicaStats, Summary};
@@ -106,7 +107,7 @@ struct Gathered<T> {
 /// makes the peer missing), runs `local` meanwhile, then counts and logs the fan-out.
 fn gather<T: Send, L>(
     app: &App,
-    endpoint: &'static str,
+    endpoint: Endpoint,
     path_and_query: &str,
     max_bytes: u64,
     check: impl Fn(Vec<u8>) -> Result<T, PeerError> + Sync,
@@ -162,18 +163,18 @@ fn gather<T: Send, L>(
     app.metrics.fanout(
         endpoint,
         parts.len(),
-        missing.iter().map(|m| &m.error),
+        missing.iter().map(|m| m.error.kind()),
         took,
     );
     let missing_list = missing
         .iter()
-        .map(|m| format!("{}={}", m.address, m.error.kind()))
+        .map(|m| format!("{}={}", m.address, m.error.kind().as_str()))
         .collect::<Vec<_>>()
         .join(",");
     log::info(
         "fanout",
         &[
-            ("endpoint", Value::Str(endpoint)),
+            ("endpoint", Value::Str(endpoint.as_str())),
             ("peers_asked", (asked as u64).into()),
             ("answered", (parts.len() as u64).into()),
             ("missing", (missing.len() as u64).into()),
@@ -233,9 +234,14 @@ pub fn visits(
     };
     let limit = q.per_replica_limit();
     let path = format!("/visits?scope=local&limit={limit}");
-    let (g, local) = gather(app, "visits", &path, MAX_PEER_BYTES, check_text, || {
-        open(limit)
-    });
+    let (g, local) = gather(
+        app,
+        Endpoint::Visits,
+        &path,
+        MAX_PEER_BYTES,
+        check_text,
+        || open(limit),
+    );
     let local = match local {
         Ok(r) => r,
         Err(reply) => return reply,
@@ -266,7 +272,7 @@ pub fn visits(
                     head,
                     "# missing {}: {} ({})",
                     m.address,
-                    m.error.kind(),
+                    m.error.kind().as_str(),
                     m.error.detail().replace('\n', " ")
                 );
             }
@@ -332,7 +338,7 @@ pub fn stats(app: &Arc<App>) -> Reply {
     };
     let (g, local) = gather(
         app,
-        "stats",
+        Endpoint::Stats,
         "/stats?scope=local",
         MAX_STATS_BYTES,
         check_stats,

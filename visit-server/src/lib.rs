@@ -46,6 +46,7 @@ pub mod app;
 pub mod client_addr;
 pub mod cluster;
 pub mod config;
+pub mod exposition;
 pub mod http;
 pub mod json;
 pub mod log;
