@@ -10,7 +10,7 @@
 //! `# TYPE` without the `_total` suffix, a full stop appended to every help text, `le="1.0"`,
 //! `_sum`/`_count` before the buckets), so `/metrics` would change under every scraper, alert
 //! and test that reads it. A scratch crate reproducing this surface with prometheus-client
-//! 0.24 added 14 crates, 3.9 s to a clean release build and 112 KB to a stripped binary
+//! 0.24 added 18 packages, 3.9 s to a clean release build and 112 KB to a stripped binary
 //! (590 KB unstripped); this module and the label enums are about 150 lines of code.
 
 use std::fmt::Write as _;
@@ -69,7 +69,8 @@ macro_rules! label {
             }
 
             fn write(self, keys: &[&str], out: &mut String) {
-                $crate::exposition::write_label(out, keys.first().copied().unwrap_or("label"), self.as_str());
+                let key = keys.first().copied().unwrap_or("label");
+                $crate::exposition::write_label(out, key, self.as_str());
             }
         }
     };

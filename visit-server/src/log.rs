@@ -12,6 +12,15 @@
 //! A line is built in memory and written with one `write_all` on the locked stdout, so lines
 //! from different threads never interleave.
 //! Write errors (a closed stdout) are ignored: losing a log line must not fail a request.
+//!
+//! Why not tracing with tracing-subscriber's JSON format, measured with a scratch crate that
+//! logs these events (tracing 0.1.44, tracing-subscriber 0.3.23): it adds 24 packages, 9.7 s
+//! to a clean release build and 322 KB to the stripped binary (2.2 MB with line tables), and
+//! its lines are another schema:
+//! `{"timestamp":"…123456Z","level":"INFO",…}` (microseconds, upper-case levels, no `ts`),
+//! which every log query and the `cli` test (`"level": "error"`) would have to follow; keeping
+//! this schema takes a custom `FormatEvent` and field visitor, about the size of this module
+//! (about 100 lines of code). Its escaping also leaves DEL and U+2028 as they are.
 
 use std::fmt::{self, Write as _};
 use std::io::{self, Write as _};

@@ -88,8 +88,9 @@ pub struct Limits {
     pub write_timeout: Duration,
     /// The listen backlog.
     pub backlog: i32,
-    /// How often the ticker connects (see [`crate::tiny_http_quirks`]): well under `read_timeout`, and
-    /// short enough that a connection starved by tiny_http's pool is rescued promptly.
+    /// How often the ticker connects (see [`crate::tiny_http_quirks`]): well under
+    /// `read_timeout`, and short enough that a connection starved by tiny_http's pool is
+    /// rescued promptly.
     pub tick: Duration,
 }
 

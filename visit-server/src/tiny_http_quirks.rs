@@ -41,12 +41,12 @@
 //! tiny_http drops the `Connection` header from responses and keeps reading a connection
 //! after any response, so a refused request's unread body would be parsed as the next
 //! request: a request smuggled past a proxy in a body would be served, with the proxy's
-//! trusted `X-Forwarded-For`. Refusals are therefore written by hand with `Connection: close` (`http::respond`),
-//! and the connection is *condemned*: for [`CONDEMNED_FOR`], every further request from the
-//! same peer address and port (that is, the same connection) gets 400 and close, and is never
-//! handled. Workers take requests from the queue under one *intake* lock and mark a
-//! connection before releasing it, so the next request of a condemned connection cannot
-//! slip past on another worker.
+//! trusted `X-Forwarded-For`. Refusals are therefore written by hand with
+//! `Connection: close` (`http::respond`), and the connection is *condemned*: for
+//! [`CONDEMNED_FOR`], every further request from the same peer address and port (that is,
+//! the same connection) gets 400 and close, and is never handled. Workers take requests from
+//! the queue under one *intake* lock and mark a connection before releasing it, so the next
+//! request of a condemned connection cannot slip past on another worker.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
