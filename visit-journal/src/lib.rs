@@ -24,8 +24,8 @@
 //!   [`verify`](Reader::verify) and [`into_text`](Reader::into_text). Takes no lock.
 //!   [`Reader::from_bytes`] reads a journal's bytes held in memory (another replica's answer,
 //!   say) with exactly the same rules and errors.
-//! - [`Error`] and [`Result`]: one error type, naming the path, the operation and, for bad
-//!   records, the line and byte.
+//! - [`Error`] and [`Result`]: one error type, naming the path, the operation ([`Op`]) and,
+//!   for bad records, the line and byte.
 //! - [`Stats`] and [`Report`]: counters of a journal handle, and what `verify` found.
 //!
 //! # Example
@@ -145,7 +145,7 @@ mod storage;
 mod visit;
 mod writer;
 
-pub use crate::error::{Error, Result};
+pub use crate::error::{Error, Op, Result};
 pub use crate::reader::{Reader, Report};
 pub use crate::visit::Visit;
 pub use crate::writer::{Journal, Options, Stats};

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Op, Result};
 use crate::repair::{self, Cut};
 use crate::storage::{CHUNK, FileStorage, ReadAt, count_newlines, last_line_end};
 use crate::visit::{MAX_LINE, Visit, parse_record};
@@ -136,15 +136,15 @@ impl Reader {
         let path = path.as_ref();
         let io = |op, e| Error::io(op, path, e);
         let file = FileStorage {
-            file: File::open(path).map_err(|e| io("open", e))?,
+            file: File::open(path).map_err(|e| io(Op::Open, e))?,
         };
-        let meta = file.file.metadata().map_err(|e| io("stat", e))?;
+        let meta = file.file.metadata().map_err(|e| io(Op::Stat, e))?;
         if !meta.is_file() {
             let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file");
-            return Err(io("open", e));
+            return Err(io(Op::Open, e));
         }
         let len = meta.len();
-        let end = last_line_end(&file, len).map_err(|e| io("read", e))?;
+        let end = last_line_end(&file, len).map_err(|e| io(Op::Read, e))?;
         Ok(Reader::new(
             path.to_path_buf(),
             Source::File(file),
@@ -230,14 +230,14 @@ impl Reader {
     pub fn check_tail(&self) -> Result<Option<Error>> {
         let mut tail = vec![0; (self.len - self.end).min(repair::MAX_TORN + 1) as usize];
         crate::storage::read_exact_at(&self.file, &mut tail, self.end)
-            .map_err(|e| self.io("read", e))?;
+            .map_err(|e| self.io(Op::Read, e))?;
         let Cut::Refuse { offset, reason } = repair::torn_tail(self.end, self.len, &tail) else {
             return Ok(None);
         };
         let line = match self.line {
             // The reader has read every line: its count is at hand.
             Some(line) if self.pos() == self.end => line,
-            _ => count_newlines(&self.file, 0, offset).map_err(|e| self.io("read", e))? + 1,
+            _ => count_newlines(&self.file, 0, offset).map_err(|e| self.io(Op::Read, e))? + 1,
         };
         Ok(Some(Error::Corrupt {
             path: self.path.clone(),
@@ -265,7 +265,7 @@ impl Reader {
             let lo = at.saturating_sub(CHUNK as u64).max(start);
             let n_read = (at - lo) as usize;
             crate::storage::read_exact_at(&self.file, &mut chunk[..n_read], lo)
-                .map_err(|e| self.io("read", e))?;
+                .map_err(|e| self.io(Op::Read, e))?;
             for i in (0..n_read).rev() {
                 if chunk[i] == b'\n' {
                     found += 1;
@@ -316,7 +316,7 @@ impl Reader {
             .filter(|&&b| b == b'\n')
             .count() as u64;
         let from = self.buf_start + self.hi as u64;
-        let rest = count_newlines(&self.file, from, self.end).map_err(|e| self.io("read", e))?;
+        let rest = count_newlines(&self.file, from, self.end).map_err(|e| self.io(Op::Read, e))?;
         self.lo = self.hi;
         Ok(buffered + rest)
     }
@@ -415,7 +415,7 @@ impl Reader {
             Some(n) => n,
             None => match count_newlines(&self.file, 0, offset) {
                 Ok(n) => n + 1,
-                Err(e) => return Some(Err(self.fail("read", e))),
+                Err(e) => return Some(Err(self.fail(Op::Read, e))),
             },
         };
         self.line = Some(line + 1);
@@ -454,7 +454,7 @@ impl Reader {
                     self.end = self.pos();
                     return None;
                 }
-                Err(e) => return Some(Err(self.fail("read", e))),
+                Err(e) => return Some(Err(self.fail(Op::Read, e))),
             }
         }
     }
@@ -474,7 +474,7 @@ impl Reader {
                     self.end = self.pos();
                     return Ok((start, &LONG_LINE));
                 }
-                Err(e) => return Err(self.fail("read", e)),
+                Err(e) => return Err(self.fail(Op::Read, e)),
             }
         }
     }
@@ -499,12 +499,12 @@ impl Reader {
         Ok(n > 0)
     }
 
-    fn fail(&mut self, op: &'static str, e: io::Error) -> Error {
+    fn fail(&mut self, op: Op, e: io::Error) -> Error {
         self.failed = true;
         self.io(op, e)
     }
 
-    fn io(&self, op: &'static str, e: io::Error) -> Error {
+    fn io(&self, op: Op, e: io::Error) -> Error {
         Error::io(op, &self.path, e)
     }
 }

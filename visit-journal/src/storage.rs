@@ -193,8 +193,11 @@ pub(crate) mod faulty {
         pub(crate) space_left: Option<(usize, i32)>,
         /// Make the next write short: accept at most this many bytes of it.
         pub(crate) short_write: Option<usize>,
-        /// Fail the next `sync_data` calls with `EIO`.
+        /// Fail the next `sync_data` calls with `sync_errno` (`EIO` if unset).
         pub(crate) fail_syncs: usize,
+        pub(crate) sync_errno: Option<i32>,
+        /// Fail the next `unlock` calls with `EIO`, leaving the lock held.
+        pub(crate) fail_unlocks: usize,
         /// Fail the next `truncate` calls with `EIO`.
         pub(crate) fail_truncates: usize,
         /// Return `EINTR` from the next writes before doing anything.
@@ -232,7 +235,12 @@ pub(crate) mod faulty {
         }
 
         fn unlock(&self) -> io::Result<()> {
-            self.faults().log.push("unlock");
+            let mut f = self.faults();
+            f.log.push("unlock");
+            if f.fail_unlocks > 0 {
+                f.fail_unlocks -= 1;
+                return Err(io::Error::from_raw_os_error(5));
+            }
             self.inner.unlock()
         }
 
@@ -280,7 +288,7 @@ pub(crate) mod faulty {
             f.log.push("fsync");
             if f.fail_syncs > 0 {
                 f.fail_syncs -= 1;
-                return Err(io::Error::from_raw_os_error(5));
+                return Err(io::Error::from_raw_os_error(f.sync_errno.unwrap_or(5)));
             }
             self.inner.sync_data()
         }

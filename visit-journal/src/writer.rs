@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Op, Result};
 use crate::reader::Reader;
 use crate::repair::{self, Cut};
 use crate::storage::{FileStorage, Storage, count_newlines, last_line_end, read_exact_at};
@@ -603,7 +603,7 @@ impl Journal {
         // Unlock before the fsync: our bytes are whole lines, so nothing another writer does
         // under the lock can touch them, and holding the lock across the fsync would stop other
         // processes from batching behind us.
-        let unlocked = lock.release().map_err(|e| self.io("unlock", e));
+        let unlocked = lock.release().map_err(|e| self.io(Op::Unlock, e));
         written?;
         // If unlocking failed, the lock is released only when the file is closed: the error
         // poisons the handle (see `Error::is_poisoned`), and reopening is the way out.
@@ -615,11 +615,11 @@ impl Journal {
         let Err(write_error) = write_all(storage, bytes) else {
             return Ok(());
         };
-        let write_error = self.io("write", write_error);
+        let write_error = self.io(Op::Write, write_error);
         if let Err(e) = storage.truncate(start) {
             // Part of the batch stays in the file and we cannot take it back: refuse to
             // acknowledge anything more until a reopen (whose repair cuts a torn tail).
-            return Err(self.io("roll back", e));
+            return Err(self.io(Op::RollBack, e));
         }
         // Make the rollback durable too, so a crash cannot resurrect a half-written batch.
         if self.options.sync {
@@ -639,7 +639,7 @@ impl Journal {
             }
             Err(e) => {
                 self.counters.failed_syncs.fetch_add(1, Relaxed);
-                Err(self.io("fsync", e))
+                Err(self.io(Op::Fsync, e))
             }
         }
     }
@@ -652,25 +652,25 @@ impl Journal {
             Ok(false) => Err(Error::Locked {
                 path: self.path.clone(),
             }),
-            Err(e) => Err(self.io("lock", e)),
+            Err(e) => Err(self.io(Op::Lock, e)),
         }
     }
 
     /// Under the lock: cuts a torn last line, if any, and returns the new length.
     fn cut_torn_tail(&self, storage: &dyn Storage) -> Result<u64> {
-        let len = storage.len().map_err(|e| self.io("stat", e))?;
+        let len = storage.len().map_err(|e| self.io(Op::Stat, e))?;
         if len == 0 {
             return Ok(0);
         }
         // The common case costs one one-byte read.
         let mut last = [0u8];
-        read_exact_at(storage, &mut last, len - 1).map_err(|e| self.io("read", e))?;
+        read_exact_at(storage, &mut last, len - 1).map_err(|e| self.io(Op::Read, e))?;
         if last[0] == b'\n' {
             return Ok(len);
         }
-        let start = last_line_end(storage, len).map_err(|e| self.io("read", e))?;
+        let start = last_line_end(storage, len).map_err(|e| self.io(Op::Read, e))?;
         let mut tail = vec![0; (len - start).min(repair::MAX_TORN + 1) as usize];
-        read_exact_at(storage, &mut tail, start).map_err(|e| self.io("read", e))?;
+        read_exact_at(storage, &mut tail, start).map_err(|e| self.io(Op::Read, e))?;
         self.apply(storage, len, repair::torn_tail(start, len, &tail))
     }
 
@@ -679,13 +679,13 @@ impl Journal {
         match cut {
             Cut::Nothing => Ok(len),
             Cut::At(at) => {
-                storage.truncate(at).map_err(|e| self.io("truncate", e))?;
+                storage.truncate(at).map_err(|e| self.io(Op::Truncate, e))?;
                 self.counters.repaired_bytes.fetch_add(len - at, Relaxed);
                 Ok(at)
             }
             Cut::Refuse { offset, reason } => Err(Error::Corrupt {
                 path: self.path.clone(),
-                line: count_newlines(storage, 0, offset).map_err(|e| self.io("read", e))? + 1,
+                line: count_newlines(storage, 0, offset).map_err(|e| self.io(Op::Read, e))? + 1,
                 offset,
                 reason,
             }),
@@ -695,7 +695,7 @@ impl Journal {
     fn read_tail(&self, storage: &dyn Storage, len: u64, max: u64) -> Result<Vec<u8>> {
         let n = len.min(max);
         let mut tail = vec![0; n as usize];
-        read_exact_at(storage, &mut tail, len - n).map_err(|e| self.io("read", e))?;
+        read_exact_at(storage, &mut tail, len - n).map_err(|e| self.io(Op::Read, e))?;
         Ok(tail)
     }
 
@@ -703,7 +703,7 @@ impl Journal {
     fn repair_on_open(&self, storage: &dyn Storage) -> Result<()> {
         let lock = self.lock_file(storage)?;
         let repaired = (|| {
-            let len = storage.len().map_err(|e| self.io("stat", e))?;
+            let len = storage.len().map_err(|e| self.io(Op::Stat, e))?;
             let window = self.read_tail(storage, len, repair::DEBRIS_WINDOW + 1)?;
             match repair::power_loss_debris(len, &window) {
                 // Deeper NUL bytes are corruption that readers report; never cut.
@@ -714,7 +714,7 @@ impl Journal {
             }
             self.cut_torn_tail(storage)
         })();
-        let unlocked = lock.release().map_err(|e| self.io("unlock", e));
+        let unlocked = lock.release().map_err(|e| self.io(Op::Unlock, e));
         repaired?;
         unlocked
     }
@@ -728,7 +728,9 @@ impl Journal {
     ///
     /// # Errors
     ///
-    /// As [`Journal::open`]. On error the old handle stays, still poisoned if it was.
+    /// As [`Journal::open`]. On error the old handle stays, still poisoned if it was (and
+    /// poisoned if the error [`is_poisoned`](Error::is_poisoned), as every error that says so
+    /// poisons the handle it came from).
     pub fn reopen(&self) -> Result<()> {
         self.exclusive(|old, poisoned| {
             if poisoned {
@@ -757,8 +759,10 @@ impl Journal {
     /// # Errors
     ///
     /// [`Error::Poisoned`] if the handle is poisoned (call [`Journal::reopen`]); [`Error::Io`]
-    /// if the probe write fails (e.g. [`Error::is_out_of_space`]); as [`Journal::append`]
-    /// otherwise.
+    /// if the probe write fails (e.g. [`Error::is_out_of_space`]) or cannot be cut again
+    /// ([`Op::Truncate`]: the probe is left as a torn tail, which the next append cuts; nothing
+    /// is poisoned); as [`Journal::append`] otherwise. If the lock cannot be released
+    /// ([`Op::Unlock`]), the handle is poisoned, as after an append.
     pub fn check_writable(&self) -> Result<()> {
         self.exclusive(|storage, poisoned| {
             if poisoned {
@@ -766,11 +770,15 @@ impl Journal {
             }
             let lock = self.lock_file(storage)?;
             let probed = self.cut_torn_tail(storage).and_then(|start| {
-                let written = write_all(storage, &PROBE).map_err(|e| self.io("write", e));
-                let cut = storage.truncate(start).map_err(|e| self.io("roll back", e));
+                let written = write_all(storage, &PROBE).map_err(|e| self.io(Op::Write, e));
+                // Not a roll back: if this cut fails, the probe is a torn tail (it is no longer
+                // than one), which the next writer cuts; nothing needs a reopen.
+                let cut = storage
+                    .truncate(start)
+                    .map_err(|e| self.io(Op::Truncate, e));
                 written.and(cut)
             });
-            let unlocked = lock.release().map_err(|e| self.io("unlock", e));
+            let unlocked = lock.release().map_err(|e| self.io(Op::Unlock, e));
             probed.and(unlocked)
         })
     }
@@ -792,11 +800,24 @@ impl Journal {
         let storage = Arc::clone(&state.storage);
         let poisoned = state.poisoned;
         drop(state);
-        let _turn = Turn::new(self);
-        op(&*storage, poisoned)
+        let turn = Turn::new(self);
+        let result = op(&*storage, poisoned);
+        let mut state = self.lock_state();
+        if let Err(e) = &result {
+            // The one rule, as for appends: an error that says it poisons, does.
+            state.poisoned |= e.is_poisoned();
+        }
+        let next = turn.end(&mut state);
+        drop(state);
+        if let Some(next) = next {
+            next.wake();
+        }
+        result
     }
 
-    /// True if an fsync failed and the handle refuses appends until [`Journal::reopen`].
+    /// True if the handle refuses appends until [`Journal::reopen`]: an operation failed with
+    /// an error whose [`Error::is_poisoned`] is true (a failed fsync, a failed write that
+    /// could not be rolled back, a lock that could not be released).
     pub fn is_poisoned(&self) -> bool {
         self.lock_state().poisoned
     }
@@ -859,7 +880,7 @@ impl Journal {
         }
     }
 
-    fn io(&self, op: &'static str, source: io::Error) -> Error {
+    fn io(&self, op: Op, source: io::Error) -> Error {
         Error::io(op, &self.path, source)
     }
 }
@@ -882,7 +903,7 @@ fn write_all(storage: &dyn Storage, mut bytes: &[u8]) -> io::Result<()> {
 fn open_storage(path: &Path, create: bool) -> Result<Arc<dyn Storage>> {
     if path.as_os_str().is_empty() {
         return Err(Error::io(
-            "open",
+            Op::Open,
             path,
             io::Error::new(io::ErrorKind::InvalidInput, "empty path"),
         ));
@@ -890,7 +911,7 @@ fn open_storage(path: &Path, create: bool) -> Result<Arc<dyn Storage>> {
     match fs::metadata(path) {
         Ok(meta) if !meta.is_file() => {
             return Err(Error::io(
-                "open",
+                Op::Open,
                 path,
                 io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
             ));
@@ -900,7 +921,9 @@ fn open_storage(path: &Path, create: bool) -> Result<Arc<dyn Storage>> {
     let mut options = OpenOptions::new();
     options.read(true).append(true);
     if !create {
-        let file = options.open(path).map_err(|e| Error::io("open", path, e))?;
+        let file = options
+            .open(path)
+            .map_err(|e| Error::io(Op::Open, path, e))?;
         return Ok(Arc::new(FileStorage { file }));
     }
     let parent = parent_dir(path);
@@ -910,10 +933,10 @@ fn open_storage(path: &Path, create: bool) -> Result<Arc<dyn Storage>> {
             sync_dir(parent)?;
             file
         }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            options.open(path).map_err(|e| Error::io("open", path, e))?
-        }
-        Err(e) => return Err(Error::io("create", path, e)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => options
+            .open(path)
+            .map_err(|e| Error::io(Op::Open, path, e))?,
+        Err(e) => return Err(Error::io(Op::Create, path, e)),
     };
     Ok(Arc::new(FileStorage { file }))
 }
@@ -937,21 +960,21 @@ fn create_dirs(dir: &Path) -> Result<()> {
     match fs::create_dir(dir) {
         Ok(()) => sync_dir(parent),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
-        Err(e) => Err(Error::io("create directory", dir, e)),
+        Err(e) => Err(Error::io(Op::CreateDirectory, dir, e)),
     }
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| crate::storage::retry_eintr(|| d.sync_all()))
-        .map_err(|e| Error::io("fsync directory", dir, e))
+        .map_err(|e| Error::io(Op::SyncDirectory, dir, e))
 }
 
 /// A copy of an error for each appender of a failed batch.
 fn duplicate(err: &Error) -> Error {
     match err {
         Error::Io { op, path, source } => Error::Io {
-            op,
+            op: *op,
             path: path.clone(),
             source: match source.raw_os_error() {
                 Some(code) => io::Error::from_raw_os_error(code),
@@ -1118,7 +1141,7 @@ mod tests {
         f.faults().fail_syncs = 1;
         let err = f.journal.append(&visit(2)).unwrap_err();
         assert!(err.is_poisoned(), "{err}");
-        assert!(matches!(err, Error::Io { op: "fsync", .. }));
+        assert!(matches!(err, Error::Io { op: Op::Fsync, .. }));
         assert!(f.journal.is_poisoned());
 
         // Never retried and called durable: refused without touching the file.
@@ -1139,6 +1162,63 @@ mod tests {
     }
 
     #[test]
+    fn an_fsync_failing_for_want_of_space_poisons_and_is_not_reported_as_out_of_space() {
+        let f = Fixture::new();
+        {
+            let mut faults = f.faults();
+            faults.fail_syncs = 1;
+            faults.sync_errno = Some(ENOSPC);
+        }
+        let err = f.journal.append(&visit(1)).unwrap_err();
+        assert!(err.is_poisoned(), "{err}");
+        assert!(
+            !err.is_out_of_space(),
+            "out of space means rolled back: {err}"
+        );
+        assert!(f.journal.is_poisoned());
+        assert_eq!(
+            err.io_error().and_then(io::Error::raw_os_error),
+            Some(ENOSPC)
+        );
+    }
+
+    #[test]
+    fn a_probe_whose_cut_fails_poisons_nothing_and_the_next_append_cuts_it() {
+        let f = Fixture::new();
+        f.journal.append(&visit(1)).unwrap();
+        f.faults().fail_truncates = 1;
+        let err = f.journal.check_writable().unwrap_err();
+        assert_eq!(err.op(), Some(Op::Truncate), "{err}");
+        assert!(!err.is_poisoned(), "{err}");
+        assert!(!f.journal.is_poisoned());
+        assert_eq!(f.contents().len(), lines(&[1]).len() + PROBE.len());
+        f.journal.append(&visit(2)).unwrap();
+        assert_eq!(
+            f.contents(),
+            lines(&[1, 2]),
+            "the probe was cut as a torn tail"
+        );
+    }
+
+    #[test]
+    fn a_probe_whose_unlock_fails_poisons_the_handle_as_its_error_says() {
+        let f = Fixture::new();
+        f.faults().fail_unlocks = 1;
+        let err = f.journal.check_writable().unwrap_err();
+        assert_eq!(err.op(), Some(Op::Unlock), "{err}");
+        assert!(err.is_poisoned(), "{err}");
+        // The lock may still be held by the open file: only closing it is sure to free it.
+        assert!(f.journal.is_poisoned(), "the error and the handle agree");
+        assert!(matches!(
+            f.journal.append(&visit(1)),
+            Err(Error::Poisoned { .. })
+        ));
+        f.journal.reopen().unwrap();
+        f.journal.append(&visit(2)).unwrap();
+        assert_eq!(f.contents(), lines(&[2]));
+    }
+
+    #[test]
     fn a_failed_rollback_poisons_and_reopen_repairs() {
         let f = Fixture::new();
         f.journal.append(&visit(1)).unwrap();
@@ -1152,7 +1232,7 @@ mod tests {
             matches!(
                 err,
                 Error::Io {
-                    op: "roll back",
+                    op: Op::RollBack,
                     ..
                 }
             ),

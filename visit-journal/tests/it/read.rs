@@ -2,7 +2,7 @@
 
 use std::io::Read;
 
-use visit_journal::{Error, Reader, Report};
+use visit_journal::{Error, Op, Reader, Report};
 
 use crate::support::*;
 
@@ -14,7 +14,7 @@ fn an_empty_or_missing_journal() {
     assert!(t.read().is_empty());
     let missing = t.dir.path().join("nope.txt");
     let err = Reader::open(&missing).unwrap_err();
-    assert!(matches!(err, Error::Io { op: "open", .. }), "{err}");
+    assert!(matches!(err, Error::Io { op: Op::Open, .. }), "{err}");
     assert_eq!(err.path(), Some(missing.as_path()));
 }
 
