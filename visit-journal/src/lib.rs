@@ -138,7 +138,10 @@
 //!   `flock` are not supported for several writers.
 #![deny(missing_docs)]
 
+mod commit;
 mod error;
+mod locked;
+mod options;
 mod reader;
 mod repair;
 mod storage;
@@ -146,9 +149,10 @@ mod visit;
 mod writer;
 
 pub use crate::error::{Error, Op, Result};
+pub use crate::options::Options;
 pub use crate::reader::{Reader, Report};
 pub use crate::visit::Visit;
-pub use crate::writer::{Journal, Options, Stats};
+pub use crate::writer::{Journal, Stats};
 
 // The READMEs' Rust examples are compiled as doc tests, so they cannot go stale.
 #[cfg(doctest)]

@@ -105,7 +105,7 @@ impl Storage for FileStorage {
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        // Only the writer calls this (see writer.rs): an acknowledgement follows it.
+        // Only locked.rs calls this: an acknowledgement follows it.
         retry_eintr(|| self.file.sync_data())
     }
 }
