@@ -74,7 +74,7 @@ use crate::metrics::Endpoint;
 use crate::peers::{self, Missing, PeerError};
 use crate::query::{Format, VisitsQuery};
 use crate::stats::{self, ReplicaStats, Summary};
-use crate::stream::{Concat, JsonVisits, Lines, Slotted};
+use crate::stream::{Concat, JsonVisits, Slotted};
 
 /// The most bytes of peers' answers one cluster view holds.
 pub const FANOUT_BUDGET: u64 = 4 * 1024 * 1024;
@@ -110,7 +110,7 @@ fn gather<T: Send, L>(
     endpoint: Endpoint,
     path_and_query: &str,
     max_bytes: u64,
-    check: impl Fn(Vec<u8>) -> Result<T, PeerError> + Sync,
+    check: impl Fn(&str, Vec<u8>) -> Result<T, PeerError> + Sync,
     local: impl FnOnce() -> L,
 ) -> (Gathered<T>, L) {
     let started = Instant::now();
@@ -134,7 +134,7 @@ fn gather<T: Send, L>(
     let mut missing = plan.missing;
     let mut parts = Vec::new();
     for (target, answer) in plan.targets.into_iter().zip(answers) {
-        let part = answer.and_then(|a| Ok((a.name, check(a.body)?)));
+        let part = answer.and_then(|a| Ok((a.name, check(&target.address, a.body)?)));
         match part {
             Ok((name, _)) if name == app.name || parts.iter().any(|p: &Part<T>| p.name == name) => {
                 // The same replica reached twice (or a name given to two replicas).
@@ -196,29 +196,24 @@ fn gather<T: Send, L>(
     )
 }
 
-/// A peer's text `/visits` body must be whole lines.
-fn check_text(body: Vec<u8>) -> Result<Vec<u8>, PeerError> {
-    if body.is_empty() || body.ends_with(b"\n") {
-        Ok(body)
-    } else {
-        Err(PeerError::BadResponse(
+/// A peer's text `/visits` body, read by the library like a journal of its own: it must end
+/// with a whole line, since a torn end means the answer was cut short.
+fn check_visits(address: &str, body: Vec<u8>) -> Result<Reader, PeerError> {
+    let reader = Reader::from_bytes(format!("peer {address}"), body);
+    if reader.torn_tail_bytes() > 0 {
+        return Err(PeerError::BadResponse(
             "the answer does not end with a whole line".into(),
-        ))
+        ));
     }
+    Ok(reader)
 }
 
 /// A peer's `/stats?scope=local` body: its one replica's counts.
-fn check_stats(body: Vec<u8>) -> Result<Summary, PeerError> {
+fn check_stats(_address: &str, body: Vec<u8>) -> Result<Summary, PeerError> {
     let v: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| PeerError::BadResponse(format!("not JSON: {e}")))?;
     Summary::from_json(&v["replicas"][0])
         .ok_or_else(|| PeerError::BadResponse("not the counts of one replica".into()))
-}
-
-/// One replica's visits, local or a peer's.
-enum Source {
-    Local(Reader),
-    Peer(Vec<u8>),
 }
 
 /// `GET /visits?scope=cluster`. `stream` is the `/visits` slot the caller took; `open`
@@ -239,20 +234,17 @@ pub fn visits(
         Endpoint::Visits,
         &path,
         MAX_PEER_BYTES,
-        check_text,
+        check_visits,
         || open(limit),
     );
     let local = match local {
         Ok(r) => r,
         Err(reply) => return reply,
     };
-    let mut replicas: Vec<(String, String, Source)> =
-        vec![(app.name.clone(), g.own_address, Source::Local(local))];
-    replicas.extend(
-        g.parts
-            .into_iter()
-            .map(|p| (p.name, p.address, Source::Peer(p.content))),
-    );
+    // This replica's part streams from its journal; each peer's is read from its answer.
+    let mut replicas: Vec<(String, String, Reader)> =
+        vec![(app.name.clone(), g.own_address, local)];
+    replicas.extend(g.parts.into_iter().map(|p| (p.name, p.address, p.content)));
     replicas.sort_by(|a, b| a.0.cmp(&b.0));
     let total = replicas.len() + g.missing.len();
 
@@ -277,12 +269,9 @@ pub fn visits(
                 );
             }
             body.push_bytes(head);
-            for (name, address, source) in replicas {
+            for (name, address, visits) in replicas {
                 body.push_bytes(format!("# replica {name} {address}\n"));
-                match source {
-                    Source::Local(r) => body.push(r.into_text()),
-                    Source::Peer(text) => body.push_bytes(text),
-                }
+                body.push(visits.into_text());
             }
             TEXT
         }
@@ -295,7 +284,7 @@ pub fn visits(
                 .push('[');
             body.push_bytes(head);
             let mut items = json::Items::new("\n", ",\n");
-            for (name, address, source) in replicas {
+            for (name, address, visits) in replicas {
                 let mut head = String::new();
                 items.next(&mut head);
                 json::Object::new(&mut head)
@@ -303,12 +292,7 @@ pub fn visits(
                     .str("address", &address)
                     .key("visits");
                 body.push_bytes(head);
-                match source {
-                    Source::Local(r) => body.push(JsonVisits::new(r, Arc::clone(app))),
-                    Source::Peer(text) => {
-                        body.push(JsonVisits::new(Lines::new(text), Arc::clone(app)));
-                    }
-                }
+                body.push(JsonVisits::new(visits, Arc::clone(app)));
                 body.push_bytes("}");
             }
             // The object opened in the first head ends here, after the streamed parts.
@@ -380,21 +364,41 @@ fn busy() -> Reply {
 mod tests {
     use super::*;
 
+    fn text(r: Reader) -> Vec<u8> {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut r.into_text(), &mut out).unwrap();
+        out
+    }
+
     #[test]
     fn peer_bodies_are_checked() {
-        assert_eq!(check_text(Vec::new()), Ok(Vec::new()));
-        assert_eq!(check_text(b"a\nb\n".to_vec()), Ok(b"a\nb\n".to_vec()));
+        assert_eq!(text(check_visits("p:1", Vec::new()).unwrap()), b"");
+        assert_eq!(
+            text(check_visits("p:1", b"a\nb\n".to_vec()).unwrap()),
+            b"a\nb\n"
+        );
         assert!(matches!(
-            check_text(b"a\nb".to_vec()),
+            check_visits("p:1", b"a\nb".to_vec()),
             Err(PeerError::BadResponse(_))
         ));
         assert!(matches!(
-            check_stats(b"{".to_vec()),
+            check_stats("p:1", b"{".to_vec()),
             Err(PeerError::BadResponse(_))
         ));
         assert!(matches!(
-            check_stats(b"{\"replicas\":[]}".to_vec()),
+            check_stats("p:1", b"{\"replicas\":[]}".to_vec()),
             Err(PeerError::BadResponse(_))
         ));
+    }
+
+    #[test]
+    fn a_peers_corrupt_line_is_named_with_the_peer_line_and_byte() {
+        let body = b"2026-11-26T10:44:36.123+03:00 - 10.0.0.7\nnot a visit\n".to_vec();
+        let mut visits = check_visits("10.0.0.2:8080", body).unwrap();
+        assert!(visits.next().unwrap().is_ok());
+        let e = visits.next().unwrap().unwrap_err();
+        assert!(e.is_corrupt());
+        assert!(e.to_string().starts_with("peer 10.0.0.2:8080:2: "), "{e}");
+        assert!(visits.next().is_none());
     }
 }

@@ -6,14 +6,14 @@
 //!
 //! The text body is [`Reader::into_text`]: the file's complete lines, byte for byte.
 //! The JSON body is [`JsonVisits`], which serializes one visit at a time.
-//! The cluster view strings such parts together with [`Concat`], and reads its peers' text
-//! answers as visits with [`Lines`].
+//! The cluster view strings such parts together with [`Concat`]; its peers' text answers are
+//! read with [`Reader::from_bytes`], so they stream through the same two bodies.
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::sync::Arc;
 
-use visit_journal::{Reader, Visit};
+use visit_journal::Reader;
 
 use crate::app::{App, Slot};
 use crate::json;
@@ -59,7 +59,7 @@ impl<R: Read> Read for Slotted<R> {
 /// How many bytes of JSON [`JsonVisits`] prepares before handing them out.
 const JSON_BUF: usize = 16 * 1024;
 
-/// A JSON array of the visits a [`Reader`] (or [`Lines`]) yields, produced lazily:
+/// A JSON array of the visits a [`Reader`] yields, produced lazily:
 ///
 /// ```text
 /// [
@@ -76,8 +76,8 @@ const JSON_BUF: usize = 16 * 1024;
 /// response without its final chunk: the client sees a truncated response, never a valid
 /// but incomplete array.
 #[derive(Debug)]
-pub struct JsonVisits<I = Reader> {
-    visits: I,
+pub struct JsonVisits {
+    visits: Reader,
     app: Arc<App>,
     buf: String,
     pos: usize,
@@ -88,9 +88,9 @@ pub struct JsonVisits<I = Reader> {
     first_skipped: Option<String>,
 }
 
-impl<I: Iterator<Item = visit_journal::Result<Visit>>> JsonVisits<I> {
+impl JsonVisits {
     /// Serializes what `visits` yields from its current position.
-    pub fn new(visits: I, app: Arc<App>) -> JsonVisits<I> {
+    pub fn new(visits: Reader, app: Arc<App>) -> JsonVisits {
         JsonVisits {
             visits,
             app,
@@ -121,9 +121,7 @@ impl<I: Iterator<Item = visit_journal::Result<Visit>>> JsonVisits<I> {
                         .display("ip", &v.ip)
                         .end();
                 }
-                Some(Err(e))
-                    if e.is_corrupt() || matches!(e, visit_journal::Error::Parse { .. }) =>
-                {
+                Some(Err(e)) if e.is_corrupt() => {
                     self.skipped += 1;
                     if self.first_skipped.is_none() {
                         self.first_skipped = Some(e.to_string());
@@ -131,11 +129,7 @@ impl<I: Iterator<Item = visit_journal::Result<Visit>>> JsonVisits<I> {
                 }
                 Some(Err(e)) => {
                     self.done = true;
-                    crate::app::log_journal_error(
-                        "visits_read_failed",
-                        self.app.journal.path(),
-                        &e,
-                    );
+                    crate::app::log_journal_error("visits_read_failed", self.visits.path(), &e);
                     return Err(io::Error::from(e));
                 }
                 None => {
@@ -167,7 +161,7 @@ impl<I: Iterator<Item = visit_journal::Result<Visit>>> JsonVisits<I> {
     }
 }
 
-impl<I: Iterator<Item = visit_journal::Result<Visit>>> Read for JsonVisits<I> {
+impl Read for JsonVisits {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if self.pos == self.buf.len() {
             if self.done {
@@ -179,38 +173,6 @@ impl<I: Iterator<Item = visit_journal::Result<Visit>>> Read for JsonVisits<I> {
         out[..n].copy_from_slice(&self.buf.as_bytes()[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
-    }
-}
-
-/// The lines of a text `/visits` body held in memory (a peer's answer), parsed as visits: a
-/// line that is not a record yields [`visit_journal::Error::Parse`].
-#[derive(Debug)]
-pub struct Lines {
-    text: Vec<u8>,
-    pos: usize,
-}
-
-impl Lines {
-    /// Reads `text`, whose lines each end with `\n`.
-    pub fn new(text: Vec<u8>) -> Lines {
-        Lines { text, pos: 0 }
-    }
-}
-
-impl Iterator for Lines {
-    type Item = visit_journal::Result<Visit>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let rest = self.text.get(self.pos..).filter(|r| !r.is_empty())?;
-        let len = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
-        let line = &rest[..len];
-        self.pos += len + 1;
-        Some(match std::str::from_utf8(line) {
-            Ok(line) => line.parse(),
-            Err(_) => Err(visit_journal::Error::Parse {
-                reason: "not UTF-8",
-            }),
-        })
     }
 }
 
