@@ -31,22 +31,30 @@ pub fn display(out: &mut String, value: &dyn fmt::Display) {
     out.push('"');
 }
 
-/// Appends `s` escaped for the inside of a JSON string literal.
+/// Appends `s` escaped for the inside of a JSON string literal: runs of characters that need
+/// no escape (all of a timestamp or an address) are copied whole.
 fn escape(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
-                // Writing into a String cannot fail.
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    let mut clean = 0;
+    for (i, c) in s.char_indices() {
+        let short = match c {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => "",
+            _ => continue,
+        };
+        out.push_str(&s[clean..i]);
+        clean = i + c.len_utf8();
+        if short.is_empty() {
+            // Writing into a String cannot fail.
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push_str(short);
         }
     }
+    out.push_str(&s[clean..]);
 }
 
 /// A `fmt::Write` that escapes what it is given.
