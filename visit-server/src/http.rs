@@ -106,6 +106,7 @@ impl<'a> RequestInfo<'a> {
 }
 
 /// A response, before it is written.
+#[derive(Debug)]
 pub struct Reply {
     /// The status code.
     pub status: u16,
@@ -117,18 +118,6 @@ pub struct Reply {
     pub close: bool,
     /// The address a visit was recorded with, for the request log.
     pub recorded: Option<IpAddr>,
-}
-
-impl std::fmt::Debug for Reply {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reply")
-            .field("status", &self.status)
-            .field("headers", &self.headers)
-            .field("body", &self.body)
-            .field("close", &self.close)
-            .field("recorded", &self.recorded)
-            .finish()
-    }
 }
 
 /// A response body.
