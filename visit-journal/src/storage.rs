@@ -120,6 +120,23 @@ pub(crate) fn retry_eintr<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Resul
     }
 }
 
+/// Reads `buf.len()` bytes at `offset`, or fewer if the end of the file comes first; returns
+/// how many.
+pub(crate) fn read_up_to(
+    storage: &(impl ReadAt + ?Sized),
+    buf: &mut [u8],
+    offset: u64,
+) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match storage.read_at(&mut buf[done..], offset + done as u64)? {
+            0 => break,
+            n => done += n,
+        }
+    }
+    Ok(done)
+}
+
 /// Reads exactly `buf.len()` bytes at `offset`, or fails with `UnexpectedEof`.
 pub(crate) fn read_exact_at(
     storage: &(impl ReadAt + ?Sized),
@@ -184,7 +201,7 @@ pub(crate) mod faulty {
     //! A [`Storage`] that fails on cue.
 
     use super::*;
-    use std::sync::Mutex;
+    use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
     /// What to do to the next calls.
     #[derive(Debug, Default)]
@@ -204,21 +221,60 @@ pub(crate) mod faulty {
         pub(crate) interrupt_writes: usize,
         /// Panic in the next write, as a bug in the I/O path would.
         pub(crate) panic_in_write: bool,
+        /// Hold the next `sync_data` call until the gate opens, after deciding whether it
+        /// fails (so a fault armed meanwhile hits the next batch, not this one).
+        pub(crate) sync_gate: Option<Arc<Gate>>,
         /// Calls seen, in order, for assertions.
         pub(crate) log: Vec<&'static str>,
+    }
+
+    /// A gate a test opens once the scene is set (say, once N appenders wait).
+    #[derive(Debug, Default)]
+    pub(crate) struct Gate {
+        /// (someone waits at the gate, the gate is open)
+        state: Mutex<(bool, bool)>,
+        changed: Condvar,
+    }
+
+    impl Gate {
+        /// Waits until a thread waits at the gate.
+        pub(crate) fn until_reached(&self) {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            while !state.0 {
+                state = self
+                    .changed
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+
+        pub(crate) fn open(&self) {
+            self.state.lock().unwrap_or_else(PoisonError::into_inner).1 = true;
+            self.changed.notify_all();
+        }
+
+        fn pass(&self) {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.0 = true;
+            self.changed.notify_all();
+            while !state.1 {
+                state = self
+                    .changed
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        }
     }
 
     #[derive(Debug)]
     pub(crate) struct FaultyStorage {
         pub(crate) inner: FileStorage,
-        pub(crate) faults: std::sync::Arc<Mutex<Faults>>,
+        pub(crate) faults: Arc<Mutex<Faults>>,
     }
 
     impl FaultyStorage {
         fn faults(&self) -> std::sync::MutexGuard<'_, Faults> {
-            self.faults
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
+            self.faults.lock().unwrap_or_else(PoisonError::into_inner)
         }
     }
 
@@ -286,9 +342,18 @@ pub(crate) mod faulty {
         fn sync_data(&self) -> io::Result<()> {
             let mut f = self.faults();
             f.log.push("fsync");
-            if f.fail_syncs > 0 {
+            let fail = f.fail_syncs > 0;
+            if fail {
                 f.fail_syncs -= 1;
-                return Err(io::Error::from_raw_os_error(f.sync_errno.unwrap_or(5)));
+            }
+            let errno = f.sync_errno.unwrap_or(5);
+            let gate = f.sync_gate.take();
+            drop(f);
+            if let Some(gate) = gate {
+                gate.pass();
+            }
+            if fail {
+                return Err(io::Error::from_raw_os_error(errno));
             }
             self.inner.sync_data()
         }

@@ -311,10 +311,11 @@ mod tests {
     use crate::error::Op;
     use crate::locked::PROBE;
     use crate::storage::FileStorage;
-    use crate::storage::faulty::{Faults, FaultyStorage};
+    use crate::storage::faulty::{Faults, FaultyStorage, Gate};
     use std::fs::{self, OpenOptions};
     use std::io;
     use std::sync::Mutex;
+    use std::time::{Duration, Instant};
 
     const ENOSPC: i32 = 28;
 
@@ -560,35 +561,72 @@ mod tests {
         assert_eq!(f.contents(), lines(&[1, 3]));
     }
 
-    #[test]
-    fn every_appender_of_a_failed_batch_gets_the_error() {
-        let f = Fixture::new();
-        f.faults().fail_syncs = 1;
-        let results: Vec<Result<()>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..8u8)
+    /// How many appenders share the batch under test.
+    const FOLLOWERS: u8 = 6;
+
+    /// Sets the scene for a batch of several appenders: a first append (visit 100) is held in
+    /// its fsync while `FOLLOWERS` appenders (visits 0..FOLLOWERS) join the next batch; once
+    /// they all wait, `arm` sets the fault for that batch and the first fsync goes on. Returns
+    /// each follower's outcome (`Err` if it panicked).
+    fn batch_of_followers(
+        f: &Fixture,
+        arm: impl FnOnce(&mut Faults),
+    ) -> Vec<std::thread::Result<Result<()>>> {
+        let gate = Arc::new(Gate::default());
+        f.faults().sync_gate = Some(Arc::clone(&gate));
+        std::thread::scope(|s| {
+            let first = s.spawn(|| f.journal.append(&visit(100)));
+            // Its leader holds the file until the gate opens: every later append waits in the
+            // next batch.
+            gate.until_reached();
+            let followers: Vec<_> = (0..FOLLOWERS)
                 .map(|n| {
                     let journal = &f.journal;
                     s.spawn(move || journal.append(&visit(n)))
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        // The first batch's fsync fails; every later batch finds the handle poisoned.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while f.journal.group.waiting() < u64::from(FOLLOWERS) {
+                assert!(
+                    Instant::now() < deadline,
+                    "the followers never joined one batch"
+                );
+                std::thread::yield_now();
+            }
+            arm(&mut f.faults());
+            gate.open();
+            first.join().unwrap().unwrap();
+            followers.into_iter().map(|h| h.join()).collect()
+        })
+    }
+
+    #[test]
+    fn every_appender_of_a_failed_batch_gets_the_error() {
+        let f = Fixture::new();
+        let results = batch_of_followers(&f, |faults| faults.fail_syncs = 1);
+        // They were all in the batch whose fsync failed: each gets that error, not a refusal
+        // from a later batch.
         for r in &results {
-            assert!(r.as_ref().is_err_and(Error::is_poisoned), "{r:?}");
+            let err = r.as_ref().unwrap().as_ref().unwrap_err();
+            assert_eq!(err.op(), Some(Op::Fsync), "{err}");
+            assert!(err.is_poisoned());
         }
         let stats = f.journal.stats();
-        assert_eq!((stats.records, stats.failed_syncs), (0, 1));
+        assert_eq!((stats.records, stats.failed_syncs), (1, 1));
+        assert_eq!(stats.failed_batches, 1, "one batch for all of them");
     }
 
     #[test]
     fn a_panicking_leader_fails_its_batch_instead_of_hanging_it() {
         let f = Fixture::new();
-        f.faults().panic_in_write = true;
-        let outcome = std::thread::scope(|s| s.spawn(|| f.journal.append(&visit(1))).join());
-        assert!(outcome.is_err(), "the leader panicked");
-        // Nobody is left waiting on a leader that is gone, and nothing is acknowledged after
-        // an I/O path that did not finish.
+        let results = batch_of_followers(&f, |faults| faults.panic_in_write = true);
+        // One of them led the batch and panicked in its write; the others did not hang.
+        let panicked = results.iter().filter(|r| r.is_err()).count();
+        assert_eq!(panicked, 1, "the leader panicked");
+        for r in results.iter().filter_map(|r| r.as_ref().ok()) {
+            assert!(matches!(r, Err(Error::Poisoned { .. })), "{r:?}");
+        }
+        // Nothing is acknowledged after an I/O path that did not finish.
         assert!(f.journal.is_poisoned());
         assert!(matches!(
             f.journal.append(&visit(2)),
@@ -596,7 +634,7 @@ mod tests {
         ));
         f.journal.reopen().unwrap();
         f.journal.append(&visit(3)).unwrap();
-        assert_eq!(f.contents(), lines(&[3]));
+        assert_eq!(f.contents(), lines(&[100, 3]));
     }
 
     #[test]
