@@ -35,6 +35,11 @@ pub(crate) trait Storage: ReadAt {
     fn truncate(&self, len: u64) -> io::Result<()>;
     /// `fdatasync(2)`.
     fn sync_data(&self) -> io::Result<()>;
+    /// Writes `buf` at `offset`, inside the file (not at its end), and `fdatasync`s it,
+    /// through a descriptor of its own: the file's own is opened with `O_APPEND`, with which
+    /// Linux's `pwrite` appends. Used only to make durable again a batch whose fsync failed
+    /// (see `locked.rs`, `settle_locked`).
+    fn rewrite_durably(&self, buf: &[u8], offset: u64) -> io::Result<()>;
 }
 
 /// The real thing: a file opened for reading and appending.
@@ -107,6 +112,24 @@ impl Storage for FileStorage {
     fn sync_data(&self) -> io::Result<()> {
         // Only locked.rs calls this: an acknowledgement follows it.
         retry_eintr(|| self.file.sync_data())
+    }
+
+    fn rewrite_durably(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd as _;
+        use std::os::unix::fs::MetadataExt as _;
+        // /proc/self/fd/N names this very file, even if it was renamed or unlinked since. The
+        // check of device and inode guards against anything else answering to that name.
+        let other = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/self/fd/{}", self.file.as_raw_fd()))?;
+        let (ours, theirs) = (self.file.metadata()?, other.metadata()?);
+        if (ours.dev(), ours.ino()) != (theirs.dev(), theirs.ino()) {
+            return Err(io::Error::other(
+                "/proc/self/fd does not name the journal's file",
+            ));
+        }
+        retry_eintr(|| other.write_all_at(buf, offset))?;
+        retry_eintr(|| other.sync_data())
     }
 }
 
@@ -215,6 +238,8 @@ pub(crate) mod faulty {
         pub(crate) sync_errno: Option<i32>,
         /// Fail the next `unlock` calls with `EIO`, leaving the lock held.
         pub(crate) fail_unlocks: usize,
+        /// Fail the next `rewrite_durably` calls with `EIO`, writing nothing.
+        pub(crate) fail_rewrites: usize,
         /// Fail the next `truncate` calls with `EIO`.
         pub(crate) fail_truncates: usize,
         /// Return `EINTR` from the next writes before doing anything.
@@ -337,6 +362,17 @@ pub(crate) mod faulty {
                 return Err(io::Error::from_raw_os_error(5));
             }
             self.inner.truncate(len)
+        }
+
+        fn rewrite_durably(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+            let mut f = self.faults();
+            f.log.push("rewrite");
+            if f.fail_rewrites > 0 {
+                f.fail_rewrites -= 1;
+                return Err(io::Error::from_raw_os_error(5));
+            }
+            drop(f);
+            self.inner.rewrite_durably(buf, offset)
         }
 
         fn sync_data(&self) -> io::Result<()> {
