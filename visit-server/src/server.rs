@@ -283,7 +283,8 @@ fn serve(app: &Arc<App>, rq: Request, verdict: Verdict) {
     let written = http::respond(rq, reply);
     app.metrics.request(status);
 
-    let duration_us = started.elapsed().as_micros() as u64;
+    let duration = started.elapsed();
+    let duration_us = duration.as_micros() as u64;
     let peer = peer.map(|p| p.to_string()).unwrap_or_default();
     let recorded = recorded.map(|ip| ip.to_string());
     let error = written.err().map(|e| e.to_string());
@@ -291,6 +292,8 @@ fn serve(app: &Arc<App>, rq: Request, verdict: Verdict) {
         ("method", Value::Str(&method)),
         ("path", Value::Str(&path)),
         ("status", u64::from(status).into()),
+        // The contract names the field `duration`; `duration_us` is kept for existing queries.
+        ("duration", Value::Seconds(duration)),
         ("duration_us", duration_us.into()),
         ("peer", Value::Str(&peer)),
     ];
