@@ -326,8 +326,10 @@ fn serve(app: &Arc<App>, rq: Request, verdict: Verdict, closing: bool) {
     let method = rq.method().as_str().to_string();
     let path = log::clip(rq.url(), 512).to_string();
     let peer = rq.remote_addr().copied();
-    let written = http::respond(rq, reply);
+    // Counted before the answer goes out: a client that has it and then asks /metrics must
+    // find it counted.
     app.metrics.request(status);
+    let written = http::respond(rq, reply);
 
     let duration = started.elapsed();
     let duration_us = duration.as_micros() as u64;

@@ -204,3 +204,28 @@ fn the_request_log_names_method_path_status_duration_and_peer() {
     let micros = line["duration_us"].as_u64().unwrap();
     assert!((seconds * 1e6 - micros as f64).abs() < 1.5, "{line}");
 }
+
+#[test]
+fn metrics_count_a_request_before_its_client_has_the_answer() {
+    let s = Scratch::new();
+    let server = Server::start(&s.file(), &[]);
+    let mut conn = BufReader::new(connect(server.addr));
+    let count = |metrics: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("visit_server_requests_total{status=\"404\"} "))
+            .map_or(0, |v| v.parse().unwrap())
+    };
+    for i in 1..=300 {
+        conn.get_mut()
+            .write_all(b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&mut conn).unwrap().status, 404);
+        // Asked only once the 404 is in hand, /metrics must already count it.
+        conn.get_mut()
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let metrics = read_response(&mut conn).unwrap();
+        assert_eq!(count(&String::from_utf8(metrics.body).unwrap()), i);
+    }
+}
