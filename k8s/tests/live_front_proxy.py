@@ -178,6 +178,9 @@ class Pod:
             except OSError:
                 pass
             if time.monotonic() > deadline or self.server.poll() is not None or self.proxy.poll() is not None:
+                for p in (self.server, self.proxy):
+                    p.kill()
+                    p.wait()
                 raise AssertionError(f"the pod did not come up:\n{self.logs()}")
             time.sleep(0.05)
 
