@@ -63,7 +63,7 @@ sample_rss() {
 
 # Two seconds of load before measuring, the same for both servers: both pools of threads
 # start cold, and tiny_http's starts a burst of new connections slowly (see visit-server's
-# `server` module docs).
+# `tiny_http_quirks` module docs).
 warm() { wrk -t2 -c64 -d2s "$1" >/dev/null; }
 
 # Measures GET / through the front proxy: nginx with config $1 on port $2, the server on $3.

@@ -11,9 +11,16 @@ use std::io::{self, Write as _};
 use std::os::unix::fs::FileExt as _;
 use std::time::{Duration, Instant};
 
+/// Positioned reads: all a [`Reader`](crate::Reader) needs, from a file or from bytes in
+/// memory.
+pub(crate) trait ReadAt: fmt::Debug + Send + Sync {
+    /// Reads at `offset`; may return fewer bytes than asked for (0 at or past the end).
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+}
+
 /// The file operations the writer needs. Each method is one system call (or a retry loop
 /// around one), so a fault can be injected between any two of them.
-pub(crate) trait Storage: fmt::Debug + Send + Sync {
+pub(crate) trait Storage: ReadAt {
     /// Takes the exclusive advisory lock (`flock(2)`), waiting at most `timeout` if given.
     /// Returns `Ok(false)` if the timeout passed.
     fn lock(&self, timeout: Option<Duration>) -> io::Result<bool>;
@@ -21,8 +28,6 @@ pub(crate) trait Storage: fmt::Debug + Send + Sync {
     fn unlock(&self) -> io::Result<()>;
     /// The current length of the file.
     fn len(&self) -> io::Result<u64>;
-    /// Reads at `offset`; may return fewer bytes than asked for.
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     /// One `write(2)` at the end of the file (the file is opened with `O_APPEND`). May be
     /// short.
     fn append(&self, buf: &[u8]) -> io::Result<usize>;
@@ -30,12 +35,35 @@ pub(crate) trait Storage: fmt::Debug + Send + Sync {
     fn truncate(&self, len: u64) -> io::Result<()>;
     /// `fdatasync(2)`.
     fn sync_data(&self) -> io::Result<()>;
+    /// Writes `buf` at `offset`, inside the file (not at its end), and `fdatasync`s it,
+    /// through a descriptor of its own: the file's own is opened with `O_APPEND`, with which
+    /// Linux's `pwrite` appends. Used only to make durable again a batch whose fsync failed
+    /// (see `locked.rs`, `settle_locked`).
+    fn rewrite_durably(&self, buf: &[u8], offset: u64) -> io::Result<()>;
 }
 
 /// The real thing: a file opened for reading and appending.
 #[derive(Debug)]
 pub(crate) struct FileStorage {
     pub(crate) file: File,
+}
+
+impl ReadAt for FileStorage {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        retry_eintr(|| self.file.read_at(buf, offset))
+    }
+}
+
+impl ReadAt for [u8] {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let rest = usize::try_from(offset)
+            .ok()
+            .and_then(|at| self.get(at..))
+            .unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        Ok(n)
+    }
 }
 
 impl Storage for FileStorage {
@@ -73,10 +101,6 @@ impl Storage for FileStorage {
         Ok(self.file.metadata()?.len())
     }
 
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        retry_eintr(|| self.file.read_at(buf, offset))
-    }
-
     fn append(&self, buf: &[u8]) -> io::Result<usize> {
         (&self.file).write(buf)
     }
@@ -86,8 +110,26 @@ impl Storage for FileStorage {
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        // Only the writer calls this (see writer.rs): an acknowledgement follows it.
+        // Only locked.rs calls this: an acknowledgement follows it.
         retry_eintr(|| self.file.sync_data())
+    }
+
+    fn rewrite_durably(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd as _;
+        use std::os::unix::fs::MetadataExt as _;
+        // /proc/self/fd/N names this very file, even if it was renamed or unlinked since. The
+        // check of device and inode guards against anything else answering to that name.
+        let other = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/self/fd/{}", self.file.as_raw_fd()))?;
+        let (ours, theirs) = (self.file.metadata()?, other.metadata()?);
+        if (ours.dev(), ours.ino()) != (theirs.dev(), theirs.ino()) {
+            return Err(io::Error::other(
+                "/proc/self/fd does not name the journal's file",
+            ));
+        }
+        retry_eintr(|| other.write_all_at(buf, offset))?;
+        retry_eintr(|| other.sync_data())
     }
 }
 
@@ -101,9 +143,26 @@ pub(crate) fn retry_eintr<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Resul
     }
 }
 
+/// Reads `buf.len()` bytes at `offset`, or fewer if the end of the file comes first; returns
+/// how many.
+pub(crate) fn read_up_to(
+    storage: &(impl ReadAt + ?Sized),
+    buf: &mut [u8],
+    offset: u64,
+) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match storage.read_at(&mut buf[done..], offset + done as u64)? {
+            0 => break,
+            n => done += n,
+        }
+    }
+    Ok(done)
+}
+
 /// Reads exactly `buf.len()` bytes at `offset`, or fails with `UnexpectedEof`.
 pub(crate) fn read_exact_at(
-    storage: &dyn Storage,
+    storage: &(impl ReadAt + ?Sized),
     mut buf: &mut [u8],
     mut offset: u64,
 ) -> io::Result<()> {
@@ -120,7 +179,11 @@ pub(crate) fn read_exact_at(
 }
 
 /// Counts the `\n` bytes in `[start, end)`, in constant memory.
-pub(crate) fn count_newlines(storage: &dyn Storage, start: u64, end: u64) -> io::Result<u64> {
+pub(crate) fn count_newlines(
+    storage: &(impl ReadAt + ?Sized),
+    start: u64,
+    end: u64,
+) -> io::Result<u64> {
     let mut buf = vec![0; CHUNK];
     let mut pos = start;
     let mut count = 0;
@@ -138,7 +201,7 @@ pub(crate) fn count_newlines(storage: &dyn Storage, start: u64, end: u64) -> io:
 
 /// Where the last `\n` before `len` ends (0 if there is none), scanning backwards in
 /// constant memory.
-pub(crate) fn last_line_end(storage: &dyn Storage, len: u64) -> io::Result<u64> {
+pub(crate) fn last_line_end(storage: &(impl ReadAt + ?Sized), len: u64) -> io::Result<u64> {
     let mut chunk = vec![0; CHUNK];
     let mut at = len;
     while at > 0 {
@@ -161,7 +224,7 @@ pub(crate) mod faulty {
     //! A [`Storage`] that fails on cue.
 
     use super::*;
-    use std::sync::Mutex;
+    use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
     /// What to do to the next calls.
     #[derive(Debug, Default)]
@@ -170,29 +233,79 @@ pub(crate) mod faulty {
         pub(crate) space_left: Option<(usize, i32)>,
         /// Make the next write short: accept at most this many bytes of it.
         pub(crate) short_write: Option<usize>,
-        /// Fail the next `sync_data` calls with `EIO`.
+        /// Fail the next `sync_data` calls with `sync_errno` (`EIO` if unset).
         pub(crate) fail_syncs: usize,
+        pub(crate) sync_errno: Option<i32>,
+        /// Fail the next `unlock` calls with `EIO`, leaving the lock held.
+        pub(crate) fail_unlocks: usize,
+        /// Fail the next `rewrite_durably` calls with `EIO`, writing nothing.
+        pub(crate) fail_rewrites: usize,
         /// Fail the next `truncate` calls with `EIO`.
         pub(crate) fail_truncates: usize,
         /// Return `EINTR` from the next writes before doing anything.
         pub(crate) interrupt_writes: usize,
         /// Panic in the next write, as a bug in the I/O path would.
         pub(crate) panic_in_write: bool,
+        /// Hold the next `sync_data` call until the gate opens, after deciding whether it
+        /// fails (so a fault armed meanwhile hits the next batch, not this one).
+        pub(crate) sync_gate: Option<Arc<Gate>>,
         /// Calls seen, in order, for assertions.
         pub(crate) log: Vec<&'static str>,
+    }
+
+    /// A gate a test opens once the scene is set (say, once N appenders wait).
+    #[derive(Debug, Default)]
+    pub(crate) struct Gate {
+        /// (someone waits at the gate, the gate is open)
+        state: Mutex<(bool, bool)>,
+        changed: Condvar,
+    }
+
+    impl Gate {
+        /// Waits until a thread waits at the gate.
+        pub(crate) fn until_reached(&self) {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            while !state.0 {
+                state = self
+                    .changed
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+
+        pub(crate) fn open(&self) {
+            self.state.lock().unwrap_or_else(PoisonError::into_inner).1 = true;
+            self.changed.notify_all();
+        }
+
+        fn pass(&self) {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.0 = true;
+            self.changed.notify_all();
+            while !state.1 {
+                state = self
+                    .changed
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        }
     }
 
     #[derive(Debug)]
     pub(crate) struct FaultyStorage {
         pub(crate) inner: FileStorage,
-        pub(crate) faults: std::sync::Arc<Mutex<Faults>>,
+        pub(crate) faults: Arc<Mutex<Faults>>,
     }
 
     impl FaultyStorage {
         fn faults(&self) -> std::sync::MutexGuard<'_, Faults> {
-            self.faults
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
+            self.faults.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+    }
+
+    impl ReadAt for FaultyStorage {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+            self.inner.read_at(buf, offset)
         }
     }
 
@@ -203,16 +316,17 @@ pub(crate) mod faulty {
         }
 
         fn unlock(&self) -> io::Result<()> {
-            self.faults().log.push("unlock");
+            let mut f = self.faults();
+            f.log.push("unlock");
+            if f.fail_unlocks > 0 {
+                f.fail_unlocks -= 1;
+                return Err(io::Error::from_raw_os_error(5));
+            }
             self.inner.unlock()
         }
 
         fn len(&self) -> io::Result<u64> {
             self.inner.len()
-        }
-
-        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-            self.inner.read_at(buf, offset)
         }
 
         fn append(&self, buf: &[u8]) -> io::Result<usize> {
@@ -250,12 +364,32 @@ pub(crate) mod faulty {
             self.inner.truncate(len)
         }
 
+        fn rewrite_durably(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+            let mut f = self.faults();
+            f.log.push("rewrite");
+            if f.fail_rewrites > 0 {
+                f.fail_rewrites -= 1;
+                return Err(io::Error::from_raw_os_error(5));
+            }
+            drop(f);
+            self.inner.rewrite_durably(buf, offset)
+        }
+
         fn sync_data(&self) -> io::Result<()> {
             let mut f = self.faults();
             f.log.push("fsync");
-            if f.fail_syncs > 0 {
+            let fail = f.fail_syncs > 0;
+            if fail {
                 f.fail_syncs -= 1;
-                return Err(io::Error::from_raw_os_error(5));
+            }
+            let errno = f.sync_errno.unwrap_or(5);
+            let gate = f.sync_gate.take();
+            drop(f);
+            if let Some(gate) = gate {
+                gate.pass();
+            }
+            if fail {
+                return Err(io::Error::from_raw_os_error(errno));
             }
             self.inner.sync_data()
         }
