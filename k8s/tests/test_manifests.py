@@ -363,6 +363,10 @@ class ProdOverlay(OverlayFacts, unittest.TestCase):
         data = self.docs[("ConfigMap", config_map)]["data"]
         self.assertEqual(data, {"nginx.conf": NGINX_CONF.read_text()})
 
+    def test_kubectl_exec_means_the_server(self):
+        annotations = self.sts["spec"]["template"]["metadata"]["annotations"]
+        self.assertEqual(annotations["kubectl.kubernetes.io/default-container"], "visit-server")
+
     def test_proxy_is_hardened_like_the_server(self):
         sc = self.proxy["securityContext"]
         self.assertIs(sc["runAsNonRoot"], True)
