@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # HTTP benchmark of visit-server against the classic lab's Flask app, in one run, on loopback.
 #
-#   bench/http.sh                  # ~3.5 minutes once built; `name value` lines, ratios last
+#   bench/http.sh                  # ~3 minutes once built; `name value` lines, ratios last
 #   DURATION=10 RUNS=5 bench/http.sh
 #
 # Measures, for durable `GET /` (every 200 fsynced), requests/s and p50/p99 latency at 1, 16
