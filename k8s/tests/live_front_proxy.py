@@ -322,6 +322,16 @@ class Attacks(unittest.TestCase):
         self.assertEqual(len(self.pod.lines()), before, "nothing may be recorded")
         return response
 
+    def test_both_run_as_the_app_user_with_only_tmp_written(self):
+        for pid in (self.pod.server.pid, *self.pod.proxy_pids()):
+            with self.subTest(pid=pid):
+                uids = Path(f"/proc/{pid}/status").read_text().split("Uid:")[1].split()[:4]
+                self.assertEqual(set(uids), {str(APP_UID)})
+        # nginx keeps its pid file and temporary directories in /tmp, the one place it may
+        # write in the pod.
+        self.assertTrue(Path("/tmp/nginx.pid").exists())
+        self.assertTrue(Path("/tmp/nginx-proxy").is_dir())
+
     def test_client_address_is_the_peer_and_forged_forwarding_is_ignored(self):
         before = len(self.pod.lines())
         status, _ = visit(source="127.0.0.2", headers=b"X-Forwarded-For: 6.6.6.6\r\n")
