@@ -460,6 +460,22 @@ class Attacks(unittest.TestCase):
 
 
 class Shutdown(unittest.TestCase):
+    def test_in_the_kubelets_order_the_proxy_says_503_once_the_server_is_gone(self):
+        # The kubelet stops the server first, and its sidecar only once it has exited.
+        pod = Pod("kubelet-order")
+        try:
+            pod.server.send_signal(signal.SIGTERM)
+            self.assertEqual(pod.server.wait(timeout=DRAIN_SECONDS + 2), 0, pod.logs())
+            response = exchange(b"GET / HTTP/1.1\r\nHost: pod\r\nConnection: close\r\n\r\n")
+            self.assertEqual(status_of(response), 503, response[:300])
+            self.assertRegex(response, rb"(?i)\r\nretry-after: 1\r\n")
+            self.assertEqual(pod.lines(), [])
+            # Then the sidecar, with the image's stop signal: a graceful exit.
+            pod.proxy.send_signal(signal.SIGQUIT)
+            self.assertEqual(pod.proxy.wait(timeout=DRAIN_SECONDS), 0, pod.logs())
+        finally:
+            pod.stop()
+
     def test_sigterm_of_the_pod_loses_nothing_acknowledged(self):
         pod = Pod("shutdown")
         acked = {}
