@@ -8,7 +8,8 @@ root; the proxy and the server run as uid 65532, so /tmp is the only place they 
     unshare --net --mount sh -c 'ip link set lo up && mount -t tmpfs tmpfs /tmp &&
         python3 -B k8s/tests/live_front_proxy.py -v'
 
-Needs VISIT_SERVER_BIN (the release binary) and nginx on PATH. Every loop is bounded in
+Needs nginx on PATH; VISIT_SERVER_BIN names the release binary and VISIT_PROXY_CONF the
+nginx.conf to run (by default, those of this checkout). Every loop is bounded in
 count and time; every socket goes to 127.0.0.0/8 or ::1.
 """
 
@@ -24,7 +25,9 @@ import unittest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-NGINX_CONF = ROOT / "k8s" / "components" / "front-proxy" / "nginx.conf"
+# Both as the step mounts them (the repository may sit where uid 65532 cannot look, such as
+# under /root): the component's directory read-only, as the pod mounts its ConfigMap.
+NGINX_CONF = Path(os.environ.get("VISIT_PROXY_CONF", ROOT / "k8s" / "components" / "front-proxy" / "nginx.conf"))
 SERVER_BIN = os.environ.get("VISIT_SERVER_BIN", str(ROOT / "target" / "release" / "visit-server"))
 # The pod's user (k8s/base/statefulset.yaml): neither process runs as root.
 APP_UID = 65532
