@@ -490,6 +490,17 @@ class ImageAgreesWithManifests(unittest.TestCase):
         (entrypoint,) = [args for keyword, args in stage if keyword == "ENTRYPOINT"]
         self.assertTrue(entrypoint.startswith("["), "ENTRYPOINT must be exec form")
 
+    def test_healthcheck_probes_the_configured_address(self):
+        (check,) = [args for keyword, args in runtime_stage() if keyword == "HEALTHCHECK"]
+        # The server's own probe follows VISIT_LISTEN; a URL here would hard-code a port.
+        self.assertTrue(check.endswith('CMD ["/usr/local/bin/visit-server", "--probe"]'), check)
+        # podman drops HEALTHCHECK from OCI images: the file says to build --format docker.
+        self.assertIn("--format docker", (ROOT / "visit-server" / "Dockerfile").read_text())
+
+    def test_no_unpinned_frontend(self):
+        first = (ROOT / "visit-server" / "Dockerfile").read_text().splitlines()[0]
+        self.assertFalse(first.lower().startswith("# syntax="), first)
+
     def test_runtime_base_has_cat_for_kubectl_exec(self):
         (base,) = [args for keyword, args in runtime_stage() if keyword == "FROM"]
         # distroless debug images carry busybox (cat included) on PATH.
