@@ -119,6 +119,7 @@ fn gather<T: Send, L>(
         &app.config.peers,
         app.config.peer_dns.as_ref(),
         app.local_addr(),
+        app.config.public_port,
         deadline,
     );
     let share = FANOUT_BUDGET / plan.targets.len().max(1) as u64;

@@ -3,9 +3,9 @@
 //! ```text
 //! visit-server [--listen ADDR] [--file PATH] [--trusted-proxy IP ...] [--utc-offset +HH:MM]
 //!              [--name NAME] [--peers HOST:PORT,...] [--peer-dns NAME:PORT]
-//!              [--peer-timeout DURATION]
+//!              [--peer-timeout DURATION] [--public-port PORT]
 //! env: VISIT_LISTEN, VISIT_FILE, VISIT_TRUSTED_PROXIES, VISIT_UTC_OFFSET, VISIT_NAME,
-//!      VISIT_PEERS, VISIT_PEER_DNS, VISIT_PEER_TIMEOUT  (flags win)
+//!      VISIT_PEERS, VISIT_PEER_DNS, VISIT_PEER_TIMEOUT, VISIT_PUBLIC_PORT  (flags win)
 //! ```
 //!
 //! The parser is hand-written and table-driven ([`OPTIONS`]): each option names its flag, its
@@ -23,8 +23,9 @@
 //! needs `unsafe` in edition 2024, which the workspace forbids. Precedence (flags > env >
 //! defaults) and exit 2 with usage it does keep.
 //!
-//! The last four configure the cluster view (see [`crate::peers`]): this replica's name, and
-//! the peers whose visits `?scope=cluster` gathers, listed or found by DNS on each request.
+//! The last five configure the cluster view (see [`crate::peers`]): this replica's name, the
+//! peers whose visits `?scope=cluster` gathers, listed or found by DNS on each request, and,
+//! behind a proxy in the same pod, the port the peers reach this server on.
 //!
 //! Rules:
 //! - `--flag VALUE` and `--flag=VALUE` both work.
@@ -71,6 +72,9 @@ pub struct Config {
     /// How long a cluster view waits for its peers, in all (resolving, connecting, reading).
     /// Default 1 s.
     pub peer_timeout: Duration,
+    /// The port peers reach this server on, when it is not the listening port (a proxy in
+    /// front, on every address of this host). `None` (the default): the listening port.
+    pub public_port: Option<u16>,
 }
 
 impl Default for Config {
@@ -84,6 +88,7 @@ impl Default for Config {
             peers: Vec::new(),
             peer_dns: None,
             peer_timeout: peers::DEFAULT_TIMEOUT,
+            public_port: None,
         }
     }
 }
@@ -242,6 +247,19 @@ pub const OPTIONS: &[Opt] = &[
             Ok(())
         },
     },
+    Opt {
+        flag: "--public-port",
+        env: "VISIT_PUBLIC_PORT",
+        value: "PORT",
+        help: "the port peers reach this server on, behind a proxy on this host (in a pod: \
+               the proxy's); a peer there on an address of this host is answered locally",
+        default: "the --listen port",
+        list: false,
+        apply: |c, v| {
+            c.public_port = Some(parse_port(v)?);
+            Ok(())
+        },
+    },
 ];
 
 /// Parses the command line (without the program name) and the environment.
@@ -396,6 +414,22 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(bad());
     }
     Ok(d)
+}
+
+/// Parses a TCP port, 1 to 65535, in decimal digits only.
+///
+/// # Errors
+///
+/// A message naming the value, if it is not such a number.
+pub fn parse_port(s: &str) -> Result<u16, String> {
+    let bad = || format!("{s:?} is not a port from 1 to 65535");
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    match s.parse::<u16>() {
+        Ok(0) | Err(_) => Err(bad()),
+        Ok(port) => Ok(port),
+    }
 }
 
 /// Parses `Z`, `+HH:MM` or `-HH:MM`.
@@ -561,6 +595,36 @@ mod tests {
             let err = run(args, &[]).unwrap_err().0;
             assert!(err.contains(want), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn public_port() {
+        assert_eq!(config(&[], &[]).public_port, None);
+        let env = [("VISIT_PUBLIC_PORT", "8080")];
+        assert_eq!(config(&[], &env).public_port, Some(8080));
+        assert_eq!(
+            config(&["--public-port", "9090"], &env).public_port,
+            Some(9090)
+        );
+        assert_eq!(config(&["--public-port=1"], &[]).public_port, Some(1));
+        assert_eq!(config(&[], &[("VISIT_PUBLIC_PORT", "")]).public_port, None);
+        for bad in ["0", "65536", "-1", "+80", "80 ", "8o", ":8080", "0x50"] {
+            let err = run(&["--public-port", bad], &[]).unwrap_err().0;
+            assert!(
+                err.starts_with("--public-port: ") && err.contains("is not a port"),
+                "{bad:?}: {err}"
+            );
+            let err = run(&[], &[("VISIT_PUBLIC_PORT", bad)]).unwrap_err().0;
+            assert!(err.starts_with("VISIT_PUBLIC_PORT: "), "{bad:?}: {err}");
+        }
+        assert!(
+            run(&["--public-port", "1", "--public-port", "2"], &[])
+                .unwrap_err()
+                .0
+                .contains("given twice")
+        );
+        assert_eq!(parse_port("65535"), Ok(65535));
+        assert!(parse_port("").is_err());
     }
 
     #[test]
