@@ -15,6 +15,8 @@
 //!
 //! - [`Visit`]: one visit, a timestamp and an IP address. Its [`Display`](std::fmt::Display)
 //!   and [`FromStr`](std::str::FromStr) are the line format. Pure, no I/O.
+//! - [`anonymize`]: reduces an address to its /24 (IPv4) or /48 (IPv6) before it is
+//!   recorded, for operators who must not keep full addresses.
 //! - [`Journal`]: a file open for appending. [`Journal::append`] and
 //!   [`Journal::append_batch`] return once the records are durable. `Send + Sync`: share one
 //!   between threads and their appends are committed together.
@@ -145,7 +147,7 @@ mod writer;
 
 pub use crate::error::{Error, Result};
 pub use crate::reader::{Reader, Report};
-pub use crate::visit::Visit;
+pub use crate::visit::{Visit, anonymize};
 pub use crate::writer::{Journal, Options, Stats};
 
 // The READMEs' Rust examples are compiled as doc tests, so they cannot go stale.
