@@ -22,6 +22,10 @@
 //!   replica, asking every peer within one deadline (ureq).
 //! - [`cluster`]: `?scope=cluster` answers: the fan-out, its bounds, and the union of the
 //!   replicas' parts, tagged, with the missing peers.
+//! - [`dashboard`]: `/dashboard`, the counts of `/stats` as one self-contained HTML page with
+//!   an SVG chart (pure: counts in, HTML out).
+//! - [`csv`]: `?format=csv`: RFC 4180 fields, `/stats` rows, and `/visits` rows streamed from
+//!   the text form.
 //! - [`metrics`]: counters in atomics, rendered as Prometheus text.
 //! - [`log`]: one JSON object per line on stdout.
 //! - [`server`]: the listening socket, the worker pool over tiny_http, and what is (and is
@@ -46,6 +50,8 @@ pub mod app;
 pub mod client_addr;
 pub mod cluster;
 pub mod config;
+pub mod csv;
+pub mod dashboard;
 pub mod log;
 pub mod metrics;
 pub mod peers;
