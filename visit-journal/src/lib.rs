@@ -24,6 +24,8 @@
 //! - [`Reader`]: streams the records of a journal in constant memory, with
 //!   [`tail`](Reader::tail), [`count_lines`](Reader::count_lines),
 //!   [`verify`](Reader::verify) and [`into_text`](Reader::into_text). Takes no lock.
+//!   [`read_visit_with_time`](Reader::read_visit_with_time) also gives each record's
+//!   timestamp exactly as the line writes it.
 //!   [`Reader::from_bytes`] reads a journal's bytes held in memory (another replica's answer,
 //!   say) with exactly the same rules and errors.
 //! - [`Error`] and [`Result`]: one error type, naming the path, the operation ([`Op`]) and,

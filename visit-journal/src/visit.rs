@@ -121,37 +121,6 @@ impl Visit {
     }
 }
 
-impl Visit {
-    /// Parses a record (without its newline) like [`FromStr`], and also returns its
-    /// timestamp's text exactly as the line writes it.
-    ///
-    /// [`Visit::time`] prints the timestamp the way this crate writes it, which can differ
-    /// from the line it was read from: `2022-11-29T10:44:36+03:00` (the classic lab app's)
-    /// prints as `2022-11-29T10:44:36.000+03:00`, and `Z` as `+00:00`. An export that must
-    /// show each record's time byte for byte as in the file (a CSV, say) takes it from here.
-    ///
-    /// ```
-    /// # fn main() -> visit_journal::Result<()> {
-    /// use visit_journal::Visit;
-    ///
-    /// let (visit, time) = Visit::parse_with_time("2022-11-29T07:44:36Z - 172.17.0.1")?;
-    /// assert_eq!(time, "2022-11-29T07:44:36Z");
-    /// assert_eq!(visit.time().to_string(), "2022-11-29T07:44:36.000+00:00");
-    /// # Ok(())
-    /// # }
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Parse`] naming the first thing that is wrong, as [`FromStr`] does.
-    pub fn parse_with_time(line: &str) -> Result<(Visit, &str), Error> {
-        let visit = parse_record(line.as_bytes()).map_err(|reason| Error::Parse { reason })?;
-        // `parse_record` found the separator, so it is there; the fallback cannot happen.
-        let time = line.split_once(" - ").map_or(line, |(time, _)| time);
-        Ok((visit, time))
-    }
-}
-
 /// Reduces an address to its network, so that a visitor is not identified by it: an IPv4
 /// address to its /24 (`10.0.7.23` becomes `10.0.7.0`), an IPv6 address to its /48
 /// (`2001:db8:1:2::5` becomes `2001:db8:1::`).
@@ -285,6 +254,13 @@ pub(crate) fn parse_record(line: &[u8]) -> Result<Visit, &'static str> {
         .and_then(|s| s.parse::<IpAddr>().ok())
         .ok_or("bad ip address")?;
     Ok(Visit { at, ip })
+}
+
+/// The timestamp's text of a line that [`parse_record`] accepted: what precedes ` - `.
+pub(crate) fn written_time(line: &[u8]) -> &str {
+    let time = find(line, b" - ").map_or(line, |sep| &line[..sep]);
+    // A parsed timestamp is ASCII; the fallback cannot happen.
+    std::str::from_utf8(time).unwrap_or("")
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -556,22 +532,16 @@ mod tests {
     }
 
     #[test]
-    fn parse_with_time_returns_the_time_as_written() {
+    fn written_time_is_the_text_before_the_separator() {
         for line in [
             "2022-11-29T10:44:36+03:00 - 172.17.0.1",
             "2022-11-29T07:44:36.123456z - ::1",
             "2026-11-26T10:44:36.123+03:00 - 10.0.0.7",
         ] {
-            let (v, time) = Visit::parse_with_time(line).unwrap();
-            assert_eq!(v, visit(line));
+            let v = visit(line);
+            let time = written_time(line.as_bytes());
             assert_eq!(format!("{time} - {}", v.ip), line);
         }
-        assert!(matches!(
-            Visit::parse_with_time("2026-11-26T10:44:36Z 10.0.0.7"),
-            Err(Error::Parse {
-                reason: "missing ' - ' between time and address"
-            })
-        ));
     }
 
     /// Any address, with IPv4-mapped IPv6 ones often enough to be tested.

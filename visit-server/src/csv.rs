@@ -12,23 +12,22 @@
 //! RFC 4180: a header row first, every row ended by CRLF, and a field quoted (`"`, with `"`
 //! doubled) when it holds a comma, a quote, CR or LF. Only replica names can: a timestamp or
 //! an address never does. `time` is the record's timestamp exactly as the file writes it
-//! ([`visit_journal::Visit::parse_with_time`]), not re-formatted: a classic line's
+//! ([`Reader::read_visit_with_time`]), not re-formatted: a classic line's
 //! `2022-11-29T10:44:36+03:00` stays so.
 //!
-//! [`CsvVisits`] turns a text `/visits` body (the journal's lines, as
-//! [`visit_journal::Reader::into_text`] streams them, or a peer's answer) into rows as it is
-//! read, through fixed buffers: constant memory, like the text form. A line that is not a
-//! record is left out (every row has the same shape), as in the JSON form; the count of such
-//! lines and the first one's reason are handed to a callback when the body ends.
+//! [`CsvVisits`] turns a [`Reader`] (of the journal, or of a peer's text answer with
+//! [`Reader::from_bytes`]) into rows as it is read, through a fixed buffer: constant memory,
+//! like the text form. A line that is not a record is left out (every row has the same
+//! shape), as in the JSON form; how many, and the first, are [reported](Report) at the end.
 //!
 //! `/stats` rows ([`stats_rows`]) list each replica's visits per listed day, days ascending
 //! and replicas by name within a day; visits on days before the listed ones
 //! (`earlier_days_visits` in the JSON) have no day to be listed under.
 
 use std::fmt::Write as _;
-use std::io::{self, Read};
+use std::io::{self, Read, Write as _};
 
-use visit_journal::Visit;
+use visit_journal::{Reader, Visit};
 
 use crate::stats::ReplicaStats;
 
@@ -84,164 +83,130 @@ pub fn stats_rows(replicas: &[ReplicaStats]) -> String {
     out
 }
 
-/// How many bytes of input [`CsvVisits`] reads at a time.
-const IN_BUF: usize = 64 * 1024;
-
-/// A line longer than this is no record (a record is at most 4096 bytes); it is skipped
-/// without being buffered.
-const MAX_LINE: usize = 8 * 1024;
+/// How many bytes of CSV [`CsvVisits`] prepares before handing them out.
+const OUT_BUF: usize = 16 * 1024;
 
 /// What a finished [`CsvVisits`] left out.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Skipped {
     /// Lines that are not records.
     pub lines: u64,
-    /// Why the first of them is not a record.
+    /// The first of them, as the library reports it (path or peer, line, byte, reason).
     pub first: Option<String>,
 }
 
-/// Called once, when the body has been read to its end.
-pub type OnEnd = Box<dyn FnOnce(Skipped) + Send>;
-
-/// CSV rows (`time,ip`, or `replica,time,ip`) of the text visits `src` yields, produced as
-/// they are read. Writes no header row: the caller sends it first (once, for a cluster view
-/// of several replicas). An I/O error from `src` is returned as is, so a chunked response
-/// ends without its final chunk and the client sees it truncated, never complete.
-pub struct CsvVisits<R> {
-    src: R,
-    /// `replica,` already quoted, or empty.
-    prefix: String,
-    input: Vec<u8>,
-    /// The unparsed input is `input[start..end]`.
-    start: usize,
-    end: usize,
-    /// Inside a line longer than [`MAX_LINE`], dropping bytes until its `\n`.
-    overlong: bool,
-    eof: bool,
-    out: Vec<u8>,
-    out_pos: usize,
-    skipped: Skipped,
-    on_end: Option<OnEnd>,
+/// Told how a [`CsvVisits`] body ended: once, when it has been read to its end (with what
+/// it skipped) or when reading the journal failed.
+pub trait Report: Send {
+    /// The body ended; `skipped` says what it left out.
+    fn done(&mut self, skipped: Skipped);
+    /// Reading failed: the body ends here, without its final chunk.
+    fn failed(&mut self, error: &visit_journal::Error);
 }
 
-impl<R> std::fmt::Debug for CsvVisits<R> {
+/// CSV rows (`time,ip`, or `replica,time,ip`) of the visits a [`Reader`] yields, produced as
+/// they are read: constant memory, whatever the journal's size. Writes no header row: the
+/// caller sends it first (once, for a cluster view of several replicas).
+///
+/// An I/O error is returned as is (after [`Report::failed`]), so a chunked response ends
+/// without its final chunk and the client sees it truncated, never complete.
+pub struct CsvVisits {
+    reader: Reader,
+    /// `replica,` already quoted, or empty.
+    prefix: String,
+    visit: Visit,
+    time: String,
+    out: Vec<u8>,
+    pos: usize,
+    done: bool,
+    skipped: Skipped,
+    report: Box<dyn Report>,
+}
+
+impl std::fmt::Debug for CsvVisits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CsvVisits")
+            .field("path", &self.reader.path())
             .field("prefix", &self.prefix)
             .field("skipped", &self.skipped)
             .finish_non_exhaustive()
     }
 }
 
-impl<R: Read> CsvVisits<R> {
-    /// Rows of `src`'s visits, each starting with `replica` if given; `on_end` learns what
-    /// was skipped.
-    pub fn new(src: R, replica: Option<&str>, on_end: OnEnd) -> CsvVisits<R> {
+impl CsvVisits {
+    /// Rows of `reader`'s visits from its current position, each starting with `replica` if
+    /// given.
+    pub fn new(reader: Reader, replica: Option<&str>, report: Box<dyn Report>) -> CsvVisits {
         let mut prefix = String::new();
         if let Some(name) = replica {
             push_field(&mut prefix, name);
             prefix.push(',');
         }
         CsvVisits {
-            src,
+            reader,
             prefix,
-            input: vec![0; IN_BUF],
-            start: 0,
-            end: 0,
-            overlong: false,
-            eof: false,
-            out: Vec::with_capacity(IN_BUF + 1024),
-            out_pos: 0,
+            // Overwritten before it is read.
+            visit: Visit::new(
+                chrono::DateTime::UNIX_EPOCH.fixed_offset(),
+                [0, 0, 0, 0].into(),
+            ),
+            time: String::new(),
+            out: Vec::with_capacity(OUT_BUF + 256),
+            pos: 0,
+            done: false,
             skipped: Skipped::default(),
-            on_end: Some(on_end),
+            report,
         }
-    }
-
-    fn skip(&mut self, why: impl FnOnce() -> String) {
-        self.skipped.lines += 1;
-        if self.skipped.first.is_none() {
-            self.skipped.first = Some(why());
-        }
-    }
-
-    fn row(&mut self, line: &[u8]) {
-        let Ok(text) = std::str::from_utf8(line) else {
-            return self.skip(|| "line is not UTF-8".into());
-        };
-        match Visit::parse_with_time(text) {
-            Ok((visit, time)) => {
-                self.out.extend_from_slice(self.prefix.as_bytes());
-                // Neither an RFC 3339 timestamp nor an address has a character to quote.
-                self.out.extend_from_slice(time.as_bytes());
-                self.out.push(b',');
-                // Writing into a Vec cannot fail.
-                let _ = io::Write::write_fmt(&mut self.out, format_args!("{}\r\n", visit.ip));
-            }
-            Err(e) => self.skip(|| e.to_string()),
-        }
-    }
-
-    /// Turns the buffered input's complete lines into rows.
-    fn convert(&mut self) {
-        // Taken out of `self` so that `row` may borrow `self` mutably meanwhile.
-        let mut input = std::mem::take(&mut self.input);
-        while let Some(nl) = input[self.start..self.end].iter().position(|&b| b == b'\n') {
-            let line_end = self.start + nl;
-            if self.overlong {
-                self.overlong = false;
-            } else {
-                self.row(&input[self.start..line_end]);
-            }
-            self.start = line_end + 1;
-        }
-        if self.overlong || self.end - self.start > MAX_LINE {
-            if !self.overlong {
-                self.skip(|| format!("line longer than {MAX_LINE} bytes"));
-            }
-            self.overlong = true;
-            self.start = self.end;
-        }
-        // Move the partial line (at most MAX_LINE bytes) to the front, to make room.
-        input.copy_within(self.start..self.end, 0);
-        self.end -= self.start;
-        self.start = 0;
-        self.input = input;
     }
 
     fn fill(&mut self) -> io::Result<()> {
         self.out.clear();
-        self.out_pos = 0;
-        while self.out.is_empty() && !self.eof {
-            let n = self.src.read(&mut self.input[self.end..])?;
-            if n == 0 {
-                self.eof = true;
-                if self.end > self.start && !self.overlong {
-                    // Text bodies end with a whole line; a peer's that did not was refused.
-                    self.skip(|| "last line has no newline".into());
+        self.pos = 0;
+        while self.out.len() < OUT_BUF {
+            match self
+                .reader
+                .read_visit_with_time(&mut self.visit, &mut self.time)
+            {
+                Ok(true) => {
+                    self.out.extend_from_slice(self.prefix.as_bytes());
+                    // Neither an RFC 3339 timestamp nor an address has a character to quote.
+                    self.out.extend_from_slice(self.time.as_bytes());
+                    // Writing into a Vec cannot fail.
+                    let _ = write!(self.out, ",{}\r\n", self.visit.ip);
                 }
-                if let Some(on_end) = self.on_end.take() {
-                    on_end(std::mem::take(&mut self.skipped));
+                Ok(false) => {
+                    self.done = true;
+                    self.report.done(std::mem::take(&mut self.skipped));
+                    break;
                 }
-                break;
+                Err(e) if e.is_corrupt() => {
+                    self.skipped.lines += 1;
+                    if self.skipped.first.is_none() {
+                        self.skipped.first = Some(e.to_string());
+                    }
+                }
+                Err(e) => {
+                    self.done = true;
+                    self.report.failed(&e);
+                    return Err(io::Error::from(e));
+                }
             }
-            self.end += n;
-            self.convert();
         }
         Ok(())
     }
 }
 
-impl<R: Read> Read for CsvVisits<R> {
+impl Read for CsvVisits {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.out_pos == self.out.len() {
-            if self.eof {
+        if self.pos == self.out.len() {
+            if self.done {
                 return Ok(0);
             }
             self.fill()?;
         }
-        let n = (self.out.len() - self.out_pos).min(buf.len());
-        buf[..n].copy_from_slice(&self.out[self.out_pos..self.out_pos + n]);
-        self.out_pos += n;
+        let n = (self.out.len() - self.pos).min(buf.len());
+        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
+        self.pos += n;
         Ok(n)
     }
 }
@@ -267,15 +232,28 @@ mod tests {
         assert_eq!(field("lf\n"), "\"lf\n\"");
     }
 
-    /// Reads `src` through a CsvVisits in reads of `chunk` bytes.
-    fn convert(src: &[u8], replica: Option<&str>, chunk: usize) -> (String, Skipped) {
-        let seen = Arc::new(Mutex::new(None));
-        let s = Arc::clone(&seen);
-        let mut csv = CsvVisits::new(
-            src,
-            replica,
-            Box::new(move |k| *s.lock().unwrap() = Some(k)),
-        );
+    #[derive(Default)]
+    struct Seen {
+        done: Option<Skipped>,
+        failed: Option<String>,
+    }
+
+    struct Probe(Arc<Mutex<Seen>>);
+
+    impl Report for Probe {
+        fn done(&mut self, skipped: Skipped) {
+            assert!(self.0.lock().unwrap().done.replace(skipped).is_none());
+        }
+        fn failed(&mut self, error: &visit_journal::Error) {
+            self.0.lock().unwrap().failed = Some(error.to_string());
+        }
+    }
+
+    /// Reads `text` through a CsvVisits in reads of `chunk` bytes.
+    fn convert(text: &[u8], replica: Option<&str>, chunk: usize) -> (String, Skipped) {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let reader = Reader::from_bytes("peer 10.0.0.2:8080", text.to_vec());
+        let mut csv = CsvVisits::new(reader, replica, Box::new(Probe(Arc::clone(&seen))));
         let mut out = Vec::new();
         let mut buf = vec![0; chunk];
         loop {
@@ -285,7 +263,11 @@ mod tests {
             }
             out.extend_from_slice(&buf[..n]);
         }
-        let skipped = seen.lock().unwrap().take().expect("on_end was called");
+        // Reading past the end stays at the end, and reports once.
+        assert_eq!(csv.read(&mut buf).unwrap(), 0);
+        let mut seen = seen.lock().unwrap();
+        assert_eq!(seen.failed, None);
+        let skipped = seen.done.take().expect("done was reported");
         (String::from_utf8(out).unwrap(), skipped)
     }
 
@@ -304,7 +286,8 @@ mod tests {
                  2022-11-29T07:44:36.5Z,2001:db8::1\r\n"
             );
             assert_eq!(skipped.lines, 1);
-            assert!(skipped.first.unwrap().contains("missing ' - '"));
+            let first = skipped.first.unwrap();
+            assert!(first.starts_with("peer 10.0.0.2:8080:2: "), "{first}");
         }
         let (csv, skipped) = convert(text.as_bytes(), Some("r,\"0\""), 4096);
         assert!(csv.starts_with("\"r,\"\"0\"\"\",2026-11-26T10:44:36.123+03:00,10.0.0.7\r\n"));
@@ -314,28 +297,36 @@ mod tests {
     }
 
     #[test]
-    fn overlong_and_unterminated_lines_are_skipped_without_being_held() {
-        let mut text = "x".repeat(3 * IN_BUF).into_bytes();
+    fn long_lines_and_a_torn_tail_are_not_rows() {
+        let mut text = "x".repeat(3 * OUT_BUF).into_bytes();
         text.extend_from_slice(
             b"\n2026-11-26T10:44:36.123Z - ::1\n\xff\xfe\n2026-11-26T10:44:37Z - ::2",
         );
         let (csv, skipped) = convert(&text, None, 1000);
         assert_eq!(csv, "2026-11-26T10:44:36.123Z,::1\r\n");
-        assert_eq!(skipped.lines, 3);
-        assert!(skipped.first.unwrap().contains("longer than"));
+        assert_eq!(skipped.lines, 2);
+        assert!(skipped.first.unwrap().contains("too long"));
     }
 
     #[test]
-    fn io_errors_are_passed_on() {
-        struct Broken;
-        impl Read for Broken {
-            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-                Err(io::Error::other("disk on fire"))
+    fn a_large_body_comes_out_in_bounded_pieces() {
+        let line = "2026-11-26T10:44:36.123+03:00 - 10.0.0.7\n";
+        let reader = Reader::from_bytes("big", line.repeat(10_000).into_bytes());
+        let mut csv = CsvVisits::new(reader, None, Box::new(Probe(Arc::default())));
+        let mut buf = vec![0; 1 << 20];
+        let (mut reads, mut total) = (0, 0);
+        loop {
+            let n = csv.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
             }
+            assert!(n <= OUT_BUF + 256);
+            total += n;
+            reads += 1;
         }
-        let mut csv = CsvVisits::new(Broken, None, Box::new(|_| {}));
-        let err = csv.read(&mut [0; 64]).unwrap_err();
-        assert_eq!(err.to_string(), "disk on fire");
+        let row = "2026-11-26T10:44:36.123+03:00,10.0.0.7\r\n";
+        assert_eq!(total, 10_000 * row.len());
+        assert!(reads > 10);
     }
 
     #[test]
