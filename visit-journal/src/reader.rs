@@ -269,7 +269,8 @@ impl Reader {
             for i in (0..n_read).rev() {
                 if chunk[i] == b'\n' {
                     found += 1;
-                    if found == n + 1 {
+                    // `found > n`, not `found == n + 1`: `n` may be u64::MAX.
+                    if found > n {
                         from = lo + i as u64 + 1;
                         break 'scan;
                     }

@@ -88,7 +88,7 @@ fn tail_reads_backwards_across_chunks() {
     let t = TempJournal::new();
     let all = visits(0..5000); // about 200 KiB: several read chunks
     t.open_fast().append_batch(&all).unwrap();
-    for n in [0u64, 1, 2, 1499, 1500, 1501, 4999, 5000, 5001, 100_000] {
+    for n in [0u64, 1, 2, 1499, 1500, 1501, 4999, 5000, 5001, 100_000, u64::MAX] {
         let mut r = Reader::open(&t.path).unwrap();
         let left = r.tail(n).unwrap();
         let got: Vec<_> = r.map(Result::unwrap).collect();
