@@ -74,7 +74,9 @@ pub enum Error {
     ///
     /// After a failed fsync the kernel may have dropped the dirty pages and cleared the error, so
     /// a retried fsync could succeed without the data being on disk. The handle therefore
-    /// refuses every further append until [`Journal::reopen`](crate::Journal::reopen) succeeds.
+    /// refuses every further append until [`Journal::reopen`](crate::Journal::reopen) succeeds,
+    /// and `reopen` succeeds only once the failed batch is off the file or synced again (see
+    /// the crate docs, "Durability").
     #[error("journal {} refuses appends after a failed fsync; reopen it", path.display())]
     Poisoned {
         /// The journal file.
@@ -199,6 +201,10 @@ pub enum Op {
     RollBack,
     /// `fdatasync` of the file. Poisons: see [`Error::Poisoned`].
     Fsync,
+    /// Making the file safe again after a failed fsync: cutting off (or, if records follow
+    /// it, writing again and syncing) the batch whose fsync failed. Poisons: until it succeeds,
+    /// nothing more is acknowledged. See [`Journal::reopen`](crate::Journal::reopen).
+    Settle,
 }
 
 impl Op {
@@ -217,6 +223,7 @@ impl Op {
             Op::Truncate => "truncate",
             Op::RollBack => "roll back",
             Op::Fsync => "fsync",
+            Op::Settle => "cut or resync the batch whose fsync failed in",
         }
     }
 
@@ -225,7 +232,7 @@ impl Op {
     pub fn poisons(self) -> bool {
         // Exhaustive on purpose: a new operation must say whether it poisons.
         match self {
-            Op::Unlock | Op::RollBack | Op::Fsync => true,
+            Op::Unlock | Op::RollBack | Op::Fsync | Op::Settle => true,
             Op::Open
             | Op::Create
             | Op::CreateDirectory
@@ -322,6 +329,7 @@ mod tests {
             (Op::Truncate, "truncate"),
             (Op::RollBack, "roll back"),
             (Op::Fsync, "fsync"),
+            (Op::Settle, "cut or resync the batch whose fsync failed in"),
         ];
         for (op, verb) in all {
             let err = Error::io(op, Path::new("/v.txt"), io::Error::from_raw_os_error(5));
@@ -334,7 +342,7 @@ mod tests {
             .map(|(op, _)| *op)
             .filter(|op| op.poisons())
             .collect();
-        assert_eq!(poisoning, [Op::Unlock, Op::RollBack, Op::Fsync]);
+        assert_eq!(poisoning, [Op::Unlock, Op::RollBack, Op::Fsync, Op::Settle]);
     }
 
     #[test]

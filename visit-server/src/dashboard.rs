@@ -200,7 +200,7 @@ fn missing_notice(out: &mut String, missing: &[Missing]) {
             out,
             "<li data-missing=\"{a}\"><strong>{a}</strong> did not answer: {kind} ({detail})</li>",
             a = Esc(&m.address),
-            kind = Esc(m.error.kind()),
+            kind = Esc(m.error.kind().as_str()),
             detail = Esc(&m.error.detail()),
         );
     }

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use visit_journal::{Error, Journal, Op, Options, Visit};
+use visit_journal::{Error, Journal, Op, Options, Reader, Visit};
 
 use crate::support::*;
 
@@ -72,18 +72,75 @@ fn bad_paths_name_the_path_and_the_operation() {
     assert!(matches!(err, Error::Io { op: Op::Open, .. }), "{err}");
 }
 
+/// Child entry point: a no-op unless `VISIT_JOURNAL_READ_ONLY_CHILD=<path>` is set. Run as
+/// an unprivileged user: opens the read-only journal for writing and for reading, and prints
+/// what happened.
+#[test]
+fn child_opens_a_read_only_file() {
+    let Ok(path) = std::env::var("VISIT_JOURNAL_READ_ONLY_CHILD") else {
+        return;
+    };
+    let readable = Reader::open(&path).map(|_| ()).map_err(|e| e.to_string());
+    match Journal::open(&path) {
+        Ok(_) => println!("opened for writing; readable={readable:?}"),
+        Err(e) => println!(
+            "refused op={:?} kind={:?} path={:?} readable={readable:?}",
+            e.op(),
+            e.io_error().map(std::io::Error::kind),
+            e.path()
+        ),
+    }
+}
+
 #[test]
 fn a_read_only_file_is_refused_at_open() {
-    if is_root() {
-        return; // root writes anyway; the permission check cannot be exercised.
-    }
     let t = TempJournal::with_bytes(b"");
     let mut perms = fs::metadata(&t.path).unwrap().permissions();
     perms.set_readonly(true);
     fs::set_permissions(&t.path, perms).unwrap();
-    let err = Journal::open(&t.path).unwrap_err();
-    assert!(matches!(err, Error::Io { op: Op::Open, .. }), "{err}");
-    assert_eq!(err.path(), Some(t.path.as_path()));
+    if !is_root() {
+        let err = Journal::open(&t.path).unwrap_err();
+        assert!(matches!(err, Error::Io { op: Op::Open, .. }), "{err}");
+        assert_eq!(err.path(), Some(t.path.as_path()));
+        return;
+    }
+    // Root writes to a read-only file anyway (CI runs as root), so the check runs in a child
+    // process as the unprivileged `nobody` (65534), in a directory it may enter.
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::process::CommandExt as _;
+    fs::set_permissions(t.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let as_nobody = |exe: &std::path::Path| {
+        Command::new(exe)
+            .args([
+                "append::child_opens_a_read_only_file",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+                "-q",
+            ])
+            .env("VISIT_JOURNAL_READ_ONLY_CHILD", &t.path)
+            .uid(65534)
+            .gid(65534)
+            .output()
+    };
+    let exe = std::env::current_exe().unwrap();
+    let out = match as_nobody(&exe) {
+        // The build directory is not open to other users: run a copy from the temp directory.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let copy = t.dir.path().join("it");
+            fs::copy(&exe, &copy).unwrap();
+            as_nobody(&copy)
+        }
+        other => other,
+    }
+    .expect("run the test binary as nobody");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let want = format!(
+        "refused op=Some(Open) kind=Some(PermissionDenied) path=Some({:?}) readable=Ok(())",
+        t.path
+    );
+    assert!(stdout.lines().any(|l| l == want), "{stdout}");
 }
 
 fn is_root() -> bool {
@@ -129,11 +186,16 @@ fn a_lock_held_elsewhere_times_out_with_locked() {
 /// journal appending from several threads: every record of both is whole and present.
 #[test]
 fn interleaves_safely_with_python_flock_writers() {
-    const FOREIGN: u32 = 300;
-    let t = TempJournal::new();
-    let journal = t.open_fast();
-    let script = format!(
-        r#"
+    // A lock that is never released would hang here: fail instead.
+    within(
+        Duration::from_secs(120),
+        "beside a Python flock writer",
+        || {
+            const FOREIGN: u32 = 300;
+            let t = TempJournal::new();
+            let journal = t.open_fast();
+            let script = format!(
+                r#"
 import fcntl, os, sys
 with open({path:?}, "ab", buffering=0) as f:
     for i in range({FOREIGN}):
@@ -146,42 +208,44 @@ with open({path:?}, "ab", buffering=0) as f:
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
 "#,
-        path = t.path.to_str().unwrap()
-    );
-    let mut python = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("python3 is on every machine this project supports");
-    std::thread::scope(|s| {
-        for thread in 0..4u16 {
-            let journal = &journal;
-            s.spawn(move || {
-                for seq in 0..200 {
-                    journal.append(&tagged(0, thread, seq)).unwrap();
+                path = t.path.to_str().unwrap()
+            );
+            let mut python = Command::new("python3")
+                .arg("-c")
+                .arg(&script)
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("python3 is on every machine this project supports");
+            std::thread::scope(|s| {
+                for thread in 0..4u16 {
+                    let journal = &journal;
+                    s.spawn(move || {
+                        for seq in 0..200 {
+                            journal.append(&tagged(0, thread, seq)).unwrap();
+                        }
+                    });
                 }
             });
-        }
-    });
-    assert!(python.wait().unwrap().success());
+            assert!(python.wait().unwrap().success());
 
-    let visits = t.visits(); // no corrupt line: nothing interleaved
-    let foreign: Vec<_> = visits.iter().filter(|v| v.ip.is_ipv4()).collect();
-    assert_eq!(foreign.len(), FOREIGN as usize);
-    for (i, v) in foreign.iter().enumerate() {
-        assert_eq!(v.ip.to_string(), format!("192.168.{}.{}", i / 256, i % 256));
-    }
-    let ours: Vec<_> = visits.iter().filter(|v| v.ip.is_ipv6()).map(tag).collect();
-    assert_eq!(ours.len(), 800);
-    for thread in 0..4 {
-        let seqs: Vec<u32> = ours.iter().filter(|t| t.1 == thread).map(|t| t.2).collect();
-        assert_eq!(
-            seqs,
-            (0..200).collect::<Vec<_>>(),
-            "thread {thread} in order"
-        );
-    }
+            let visits = t.visits(); // no corrupt line: nothing interleaved
+            let foreign: Vec<_> = visits.iter().filter(|v| v.ip.is_ipv4()).collect();
+            assert_eq!(foreign.len(), FOREIGN as usize);
+            for (i, v) in foreign.iter().enumerate() {
+                assert_eq!(v.ip.to_string(), format!("192.168.{}.{}", i / 256, i % 256));
+            }
+            let ours: Vec<_> = visits.iter().filter(|v| v.ip.is_ipv6()).map(tag).collect();
+            assert_eq!(ours.len(), 800);
+            for thread in 0..4 {
+                let seqs: Vec<u32> = ours.iter().filter(|t| t.1 == thread).map(|t| t.2).collect();
+                assert_eq!(
+                    seqs,
+                    (0..200).collect::<Vec<_>>(),
+                    "thread {thread} in order"
+                );
+            }
+        },
+    );
 }
 
 /// A record another program appended under the lock is read back like ours.
