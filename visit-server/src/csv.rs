@@ -20,16 +20,13 @@
 //! like the text form. A line that is not a record is left out (every row has the same
 //! shape), as in the JSON form; how many, and the first, are [reported](Report) at the end.
 //!
-//! `/stats` rows ([`stats_rows`]) list each replica's visits per listed day, days ascending
-//! and replicas by name within a day; visits on days before the listed ones
-//! (`earlier_days_visits` in the JSON) have no day to be listed under.
+//! This module knows CSV, not the server: `stats` writes the `/stats` rows with
+//! [`push_field`], and `stream` reports what a [`CsvVisits`] skipped to the metrics and the
+//! log.
 
-use std::fmt::Write as _;
 use std::io::{self, Read, Write as _};
 
 use visit_journal::{Reader, Visit};
-
-use crate::stats::ReplicaStats;
 
 /// The media type of every CSV answer.
 pub const CONTENT_TYPE: &str = "text/csv; charset=utf-8";
@@ -57,30 +54,6 @@ pub fn push_field(out: &mut String, s: &str) {
     } else {
         out.push_str(s);
     }
-}
-
-/// The `/stats` CSV: [`STATS_HEADER`], then a `day,replica,count` row per replica and listed
-/// day with visits, days ascending, replicas by name within a day.
-pub fn stats_rows(replicas: &[ReplicaStats]) -> String {
-    let mut rows: Vec<(chrono::NaiveDate, &str, u64)> = replicas
-        .iter()
-        .flat_map(|r| {
-            r.summary
-                .days
-                .iter()
-                .map(move |(day, n)| (*day, r.name.as_str(), *n))
-        })
-        .collect();
-    rows.sort_unstable();
-    let mut out = String::with_capacity(STATS_HEADER.len() + rows.len() * 32);
-    out.push_str(STATS_HEADER);
-    for (day, replica, n) in rows {
-        // Writing into a String cannot fail.
-        let _ = write!(out, "{day},");
-        push_field(&mut out, replica);
-        let _ = write!(out, ",{n}\r\n");
-    }
-    out
 }
 
 /// How many bytes of CSV [`CsvVisits`] prepares before handing them out.
@@ -327,34 +300,5 @@ mod tests {
         let row = "2026-11-26T10:44:36.123+03:00,10.0.0.7\r\n";
         assert_eq!(total, 10_000 * row.len());
         assert!(reads > 10);
-    }
-
-    #[test]
-    fn stats_rows_are_sorted_by_day_then_replica() {
-        use crate::stats::Tally;
-        let rs = |name: &str, lines: &[&str]| {
-            let mut t = Tally::default();
-            for l in lines {
-                t.add(&l.parse().unwrap());
-            }
-            ReplicaStats {
-                name: name.into(),
-                address: "127.0.0.1:1".into(),
-                summary: t.summary(),
-            }
-        };
-        let b = rs(
-            "b",
-            &["2026-11-25T10:00:00Z - ::1", "2026-11-26T10:00:00Z - ::1"],
-        );
-        let a = rs(
-            "a,1",
-            &["2026-11-26T10:00:00Z - ::1", "2026-11-26T11:00:00Z - ::2"],
-        );
-        assert_eq!(
-            stats_rows(&[b, a]),
-            "day,replica,count\r\n2026-11-25,b,1\r\n2026-11-26,\"a,1\",2\r\n2026-11-26,b,1\r\n"
-        );
-        assert_eq!(stats_rows(&[]), STATS_HEADER);
     }
 }

@@ -109,7 +109,7 @@ h1{font-size:1.6em;margin:.3em 0 0}h2{font-size:1.15em;margin:1.4em 0 .4em}\
 table{border-collapse:collapse;width:100%}\
 th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #ddd;vertical-align:top}\
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}\
-td{overflow-wrap:anywhere}td.a{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.92em}\
+td{overflow-wrap:break-word}.a{overflow-wrap:anywhere;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.92em}span.a{color:#555}\
 .legend{list-style:none;padding:0;margin:.2em 0 .6em;display:flex;flex-wrap:wrap;gap:4px 18px}\
 .sw{display:inline-block;width:.9em;height:.9em;border-radius:2px;margin-right:.35em;vertical-align:-.1em}\
 svg{display:block;width:100%;max-width:560px;height:auto}\
@@ -154,13 +154,18 @@ pub fn render(view: &View<'_>) -> String {
     chart(&mut out, &replicas, &total);
     replica_table(&mut out, &replicas);
     top_addresses(&mut out, &total);
-    let scope = if view.cluster { "?scope=cluster" } else { "" };
-    let amp = if view.cluster { "&amp;" } else { "?" };
+    // The latest visits (a cluster view has 1000 per replica by default), not a whole
+    // journal, which may be a gigabyte; this replica's CSV link is its whole export.
+    let (scope, amp, latest) = if view.cluster {
+        ("?scope=cluster", "&amp;", "?scope=cluster")
+    } else {
+        ("", "?", "?limit=1000")
+    };
     let _ = write!(
         out,
         "<footer>The same figures as <a href=\"/stats{scope}\">/stats{scope}</a> \
-         (<a href=\"/stats{scope}{amp}format=csv\">CSV</a>); the visits themselves: \
-         <a href=\"/visits{scope}\">/visits{scope}</a> \
+         (<a href=\"/stats{scope}{amp}format=csv\">CSV</a>); the latest visits: \
+         <a href=\"/visits{latest}\">/visits{latest}</a> \
          (<a href=\"/visits{scope}{amp}format=csv\">CSV</a>); the API: \
          <a href=\"/openapi.json\">/openapi.json</a>. Viewing this page records no visit.\
          </footer>\n</main>\n</body>\n</html>\n"
@@ -358,7 +363,7 @@ fn chart(out: &mut String, replicas: &[&ReplicaStats], total: &Summary) {
 fn replica_table(out: &mut String, replicas: &[&ReplicaStats]) {
     let _ = writeln!(
         out,
-        "<section>\n<h2>Replicas</h2>\n<table>\n<thead><tr><th>replica</th><th>address</th>\
+        "<section>\n<h2>Replicas</h2>\n<table>\n<thead><tr><th>replica and address</th>\
          <th class=\"n\">visits</th><th class=\"n\">days</th></tr></thead>\n<tbody>"
     );
     for (i, r) in replicas.iter().enumerate() {
@@ -367,8 +372,8 @@ fn replica_table(out: &mut String, replicas: &[&ReplicaStats]) {
         let more = if s.earlier_days_visits > 0 { "+" } else { "" };
         let _ = writeln!(
             out,
-            "<tr data-total-replica=\"{name}\" data-total=\"{v}\"><td><span class=\"sw r{c}\"></span>{name}</td>\
-             <td class=\"a\">{addr}</td><td class=\"n\">{v}</td><td class=\"n\">{days}{more}</td></tr>",
+            "<tr data-total-replica=\"{name}\" data-total=\"{v}\"><td><span class=\"sw r{c}\"></span>{name}\
+             <br><span class=\"a\">{addr}</span></td><td class=\"n\">{v}</td><td class=\"n\">{days}{more}</td></tr>",
             name = Esc(&r.name),
             c = class(i),
             addr = Esc(&r.address),
