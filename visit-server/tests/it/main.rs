@@ -14,6 +14,7 @@
 
 mod support;
 
+mod anonymize;
 mod cli;
 mod cluster;
 mod crash;

@@ -65,6 +65,7 @@ impl Server {
             "VISIT_PEERS",
             "VISIT_PEER_DNS",
             "VISIT_PEER_TIMEOUT",
+            "VISIT_ANONYMIZE",
         ] {
             cmd.env_remove(var);
         }
