@@ -207,17 +207,9 @@ fn stats(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
     if q.scope == Scope::Cluster {
         return cluster::stats(app, q.format);
     }
-    let tally = match stats::tally_journal(app.journal.path()) {
-        Ok(t) => t,
-        Err(e) => {
-            log_journal_error("stats_read_failed", app.journal.path(), &e);
-            return Reply::unavailable("the journal cannot be read\n");
-        }
-    };
-    let replica = stats::ReplicaStats {
-        name: app.name.clone(),
-        address: app.local_addr().to_string(),
-        summary: tally.summary(),
+    let replica = match local_stats(app) {
+        Ok(r) => r,
+        Err(reply) => return reply,
     };
     let reply = match q.format {
         StatsFormat::Json => {
@@ -227,6 +219,21 @@ fn stats(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
             .with_header("Content-Type", csv::CONTENT_TYPE),
     };
     reply.with_header(REPLICA_HEADER, app.name.clone())
+}
+
+/// This replica's counts, as `/stats?scope=local` and a lone replica's dashboard show them.
+fn local_stats(app: &App) -> Result<stats::ReplicaStats, Reply> {
+    match stats::tally_journal(app.journal.path()) {
+        Ok(t) => Ok(stats::ReplicaStats {
+            name: app.name.clone(),
+            address: app.local_addr().to_string(),
+            summary: t.summary(),
+        }),
+        Err(e) => {
+            log_journal_error("stats_read_failed", app.journal.path(), &e);
+            Err(Reply::unavailable("the journal cannot be read\n"))
+        }
+    }
 }
 
 /// The API description, `GET /openapi.json`: a static file, checked against the server by
@@ -249,19 +256,9 @@ fn dashboard_page(app: &Arc<App>) -> Reply {
             Err(reply) => return reply,
         }
     } else {
-        match stats::tally_journal(app.journal.path()) {
-            Ok(t) => (
-                vec![stats::ReplicaStats {
-                    name: app.name.clone(),
-                    address: app.local_addr().to_string(),
-                    summary: t.summary(),
-                }],
-                Vec::new(),
-            ),
-            Err(e) => {
-                log_journal_error("stats_read_failed", app.journal.path(), &e);
-                return Reply::unavailable("the journal cannot be read\n");
-            }
+        match local_stats(app) {
+            Ok(r) => (vec![r], Vec::new()),
+            Err(reply) => return reply,
         }
     };
     let html = dashboard::render(&dashboard::View {
