@@ -26,8 +26,11 @@
 //!
 //! The chart is written by hand rather than with a plotting crate: the page needs a few
 //! dozen `<rect>`s and `<text>`s, each carrying `data-*` attributes and a `<title>`, which
-//! plotting libraries' SVG back ends do not emit; by hand it is about 200 lines and no
-//! dependency.
+//! plotters' SVG back end (`SVGBackend`, whose elements have a fixed set of attributes) does
+//! not emit, so its output would have to be parsed and rewritten. Its size was no reason
+//! either way: a scratch crate drawing 30 bars with plotters 0.3 (`svg_backend` only) was
+//! 66 KB larger stripped (413 KB against 347 KB) than the same by hand. By hand it is about
+//! 200 lines and no dependency.
 
 use std::fmt::{self, Write as _};
 
