@@ -103,6 +103,9 @@ pub enum Command {
     Help,
     /// Print the version and exit 0.
     Version,
+    /// `--probe`: ask this configuration's own listen address for `GET /livez` and exit 0
+    /// on a 200, 1 otherwise (the image's HEALTHCHECK).
+    Probe(Config),
 }
 
 /// A bad flag or value: print it and [`usage`], exit 2.
@@ -303,6 +306,8 @@ where
     if args.iter().any(|a| a == "-V" || a == "--version") {
         return Ok(Command::Version);
     }
+    let probe = args.iter().any(|a| a == "--probe");
+    let args: Vec<String> = args.into_iter().filter(|a| a != "--probe").collect();
 
     // Values given on the command line, per option.
     let mut given: Vec<Vec<String>> = vec![Vec::new(); OPTIONS.len()];
@@ -368,7 +373,11 @@ where
             }
         }
     }
-    Ok(Command::Run(config))
+    Ok(if probe {
+        Command::Probe(config)
+    } else {
+        Command::Run(config)
+    })
 }
 
 /// The usage text, generated from [`OPTIONS`].
@@ -390,6 +399,10 @@ pub fn usage() -> String {
     }
     out.push_str(&format!("{:<26}print this help\n", "  -h, --help"));
     out.push_str(&format!("{:<26}print the version\n", "  -V, --version"));
+    out.push_str(&format!(
+        "{:<26}GET /livez from the configured --listen address; exit 0 on 200, else 1\n",
+        "  --probe"
+    ));
     out.push_str(
         "\nEndpoints: GET / records a visit; GET /visits[?limit=N][&format=json|csv]\
          [&scope=local|cluster]; GET /stats[?scope=local|cluster][&format=csv]; GET /dashboard; \
@@ -650,6 +663,18 @@ mod tests {
             config(&[], &[("VISIT_LISTEN", ""), ("VISIT_FILE", "")]),
             Config::default()
         );
+    }
+
+    #[test]
+    fn probe_takes_the_same_configuration() {
+        let probe = run(&["--probe", "--listen", "0.0.0.0:9090"], &[]);
+        let Ok(Command::Probe(c)) = probe else {
+            panic!("--probe parsed as {probe:?}");
+        };
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9090");
+        let env = run(&["--probe"], &[("VISIT_LISTEN", "127.0.0.1:7070")]);
+        assert!(matches!(env, Ok(Command::Probe(c)) if c.listen.to_string() == "127.0.0.1:7070"));
+        assert!(run(&["--probe", "--bogus"], &[]).is_err());
     }
 
     #[test]
