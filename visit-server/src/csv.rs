@@ -77,14 +77,42 @@ pub trait Report: Send {
     fn failed(&mut self, error: &visit_journal::Error);
 }
 
+/// Where [`CsvVisits`] reads visits from: anything that gives each record with its time as
+/// written, like [`Reader::read_visit_with_time`] (a journal's reader, or a peer's answer
+/// read with [`Reader::from_bytes`]).
+pub trait TimedVisits: Send {
+    /// Reads the next record into `visit` and its timestamp's text into `time`; `Ok(false)`
+    /// at the end.
+    ///
+    /// # Errors
+    ///
+    /// The library's: `Corrupt` for a line that is not a record (reading goes on), else
+    /// the read failed.
+    fn read_visit_with_time(
+        &mut self,
+        visit: &mut Visit,
+        time: &mut String,
+    ) -> visit_journal::Result<bool>;
+}
+
+impl TimedVisits for Reader {
+    fn read_visit_with_time(
+        &mut self,
+        visit: &mut Visit,
+        time: &mut String,
+    ) -> visit_journal::Result<bool> {
+        Reader::read_visit_with_time(self, visit, time)
+    }
+}
+
 /// CSV rows (`time,ip`, or `replica,time,ip`) of the visits a [`Reader`] yields, produced as
 /// they are read: constant memory, whatever the journal's size. Writes no header row: the
 /// caller sends it first (once, for a cluster view of several replicas).
 ///
 /// An I/O error is returned as is (after [`Report::failed`]), so a chunked response ends
 /// without its final chunk and the client sees it truncated, never complete.
-pub struct CsvVisits {
-    reader: Reader,
+pub struct CsvVisits<S = Reader> {
+    reader: S,
     /// `replica,` already quoted, or empty.
     prefix: String,
     visit: Visit,
@@ -96,20 +124,19 @@ pub struct CsvVisits {
     report: Box<dyn Report>,
 }
 
-impl std::fmt::Debug for CsvVisits {
+impl<S> std::fmt::Debug for CsvVisits<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CsvVisits")
-            .field("path", &self.reader.path())
             .field("prefix", &self.prefix)
             .field("skipped", &self.skipped)
             .finish_non_exhaustive()
     }
 }
 
-impl CsvVisits {
+impl<S: TimedVisits> CsvVisits<S> {
     /// Rows of `reader`'s visits from its current position, each starting with `replica` if
     /// given.
-    pub fn new(reader: Reader, replica: Option<&str>, report: Box<dyn Report>) -> CsvVisits {
+    pub fn new(reader: S, replica: Option<&str>, report: Box<dyn Report>) -> CsvVisits<S> {
         let mut prefix = String::new();
         if let Some(name) = replica {
             push_field(&mut prefix, name);
@@ -169,7 +196,7 @@ impl CsvVisits {
     }
 }
 
-impl Read for CsvVisits {
+impl<S: TimedVisits> Read for CsvVisits<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.pos == self.out.len() {
             if self.done {
