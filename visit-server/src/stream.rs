@@ -179,7 +179,11 @@ impl Read for JsonVisits {
 
 /// CSV rows of `reader`'s visits (see [`crate::csv`]), each starting with `replica` if given;
 /// lines left out are counted in `/metrics` and logged once, as for the JSON form.
-pub fn csv_visits(app: &Arc<App>, reader: Reader, replica: Option<&str>) -> csv::CsvVisits {
+pub fn csv_visits<S: csv::TimedVisits>(
+    app: &Arc<App>,
+    reader: S,
+    replica: Option<&str>,
+) -> csv::CsvVisits<S> {
     csv::CsvVisits::new(reader, replica, Box::new(CsvReport(Arc::clone(app))))
 }
 
