@@ -3,9 +3,10 @@
 //! ```text
 //! visit-server [--listen ADDR] [--file PATH] [--trusted-proxy IP ...] [--utc-offset +HH:MM]
 //!              [--name NAME] [--peers HOST:PORT,...] [--peer-dns NAME:PORT]
-//!              [--peer-timeout DURATION] [--public-port PORT]
+//!              [--peer-timeout DURATION] [--public-port PORT] [--anonymize]
 //! env: VISIT_LISTEN, VISIT_FILE, VISIT_TRUSTED_PROXIES, VISIT_UTC_OFFSET, VISIT_NAME,
-//!      VISIT_PEERS, VISIT_PEER_DNS, VISIT_PEER_TIMEOUT, VISIT_PUBLIC_PORT  (flags win)
+//!      VISIT_PEERS, VISIT_PEER_DNS, VISIT_PEER_TIMEOUT, VISIT_PUBLIC_PORT,
+//!      VISIT_ANONYMIZE  (flags win)
 //! ```
 //!
 //! The parser is hand-written and table-driven ([`OPTIONS`]): each option names its flag, its
@@ -37,6 +38,8 @@
 //!   (`--trusted-proxy A,B`); the environment form is comma- or space-separated.
 //! - A single-valued flag given twice is an error, not "last wins": it is a typo more often
 //!   than an intent.
+//! - A switch (`--anonymize`) takes no value; its variable is `1` or `0` (or `true`/`false`,
+//!   `yes`/`no`, `on`/`off`), and anything else is an error rather than a guess.
 //! - `-h`/`--help` and `-V`/`--version` win over everything else.
 
 use std::ffi::OsString;
@@ -75,6 +78,9 @@ pub struct Config {
     /// The port peers reach this server on, when it is not the listening port (a proxy in
     /// front, on every address of this host). `None` (the default): the listening port.
     pub public_port: Option<u16>,
+    /// Reduce each address to its /24 (IPv4) or /48 (IPv6) before it is recorded
+    /// ([`visit_journal::anonymize`]). Default: off, full addresses.
+    pub anonymize: bool,
 }
 
 impl Default for Config {
@@ -89,6 +95,7 @@ impl Default for Config {
             peer_dns: None,
             peer_timeout: peers::DEFAULT_TIMEOUT,
             public_port: None,
+            anonymize: false,
         }
     }
 }
@@ -126,7 +133,8 @@ pub struct Opt {
     pub flag: &'static str,
     /// The environment variable that supplies it when the flag is absent.
     pub env: &'static str,
-    /// The value's name in the usage text.
+    /// The value's name in the usage text; empty for a switch, a flag that takes no value
+    /// (its variable takes `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`).
     pub value: &'static str,
     /// One line of help.
     pub help: &'static str,
@@ -260,7 +268,36 @@ pub const OPTIONS: &[Opt] = &[
             Ok(())
         },
     },
+    Opt {
+        flag: "--anonymize",
+        env: "VISIT_ANONYMIZE",
+        value: "",
+        help: "record each address as its /24 (IPv4) or /48 (IPv6), also from X-Forwarded-For \
+               (data minimisation)",
+        default: "off: full addresses",
+        list: false,
+        apply: |c, v| {
+            c.anonymize = parse_switch(v)?;
+            Ok(())
+        },
+    },
 ];
+
+/// What a switch's flag stands for: on.
+const SWITCH_ON: &str = "1";
+
+/// Parses a switch's value: `1`, `true`, `yes`, `on` or `0`, `false`, `no`, `off`.
+///
+/// # Errors
+///
+/// A message naming the value, if it is none of those.
+pub fn parse_switch(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("{s:?} is not 1 or 0 (true/false, yes/no, on/off)")),
+    }
+}
 
 /// Parses the command line (without the program name) and the environment.
 ///
@@ -308,7 +345,11 @@ where
         };
         let opt = &OPTIONS[i];
         let value = match inline {
+            Some(_) if opt.value.is_empty() => {
+                return Err(UsageError(format!("{} takes no value", opt.flag)));
+            }
             Some(v) => v.to_string(),
+            None if opt.value.is_empty() => SWITCH_ON.to_string(),
             None => args
                 .next()
                 .ok_or_else(|| UsageError(format!("{} needs a value ({})", opt.flag, opt.value)))?,
@@ -368,6 +409,7 @@ pub fn usage() -> String {
     );
     for o in OPTIONS {
         let left = format!("  {} {}", o.flag, o.value);
+        let left = left.trim_end();
         out.push_str(&format!("{left:<26}{}\n", o.help));
         out.push_str(&format!(
             "{:26}[env: {}] [default: {}]\n",
@@ -381,9 +423,9 @@ pub fn usage() -> String {
         "  --probe"
     ));
     out.push_str(
-        "\nEndpoints: GET / records a visit; GET /visits[?limit=N][&format=json]\
-         [&scope=local|cluster]; GET /stats[?scope=local|cluster]; /healthz, /livez, /readyz, \
-         /metrics.\n",
+        "\nEndpoints: GET / records a visit; GET /visits[?limit=N][&format=json|csv]\
+         [&scope=local|cluster]; GET /stats[?scope=local|cluster][&format=csv]; GET /dashboard; \
+         GET /openapi.json; /healthz, /livez, /readyz, /metrics.\n",
     );
     out
 }
@@ -526,6 +568,36 @@ mod tests {
             "192.168.0.0/16,fd00::1,10.9.9.9"
         );
         assert_eq!(c.utc_offset, FixedOffset::east_opt(0));
+    }
+
+    #[test]
+    fn anonymize_is_a_switch() {
+        assert!(!config(&[], &[]).anonymize);
+        assert!(config(&["--anonymize"], &[]).anonymize);
+        // The switch takes no value, so what follows it is the next flag.
+        let c = config(&["--anonymize", "--listen", "0.0.0.0:1"], &[]);
+        assert!(c.anonymize);
+        assert_eq!(c.listen.to_string(), "0.0.0.0:1");
+        for on in ["1", "true", "YES", "on"] {
+            assert!(config(&[], &[("VISIT_ANONYMIZE", on)]).anonymize, "{on}");
+        }
+        for off in ["0", "false", "No", "off", ""] {
+            assert!(!config(&[], &[("VISIT_ANONYMIZE", off)]).anonymize, "{off}");
+        }
+        // The flag wins over the variable.
+        assert!(config(&["--anonymize"], &[("VISIT_ANONYMIZE", "0")]).anonymize);
+        let err = |args: &[&str], env: &[(&str, &str)]| run(args, env).unwrap_err().0;
+        assert_eq!(err(&["--anonymize=1"], &[]), "--anonymize takes no value");
+        assert_eq!(
+            err(&["--anonymize", "--anonymize"], &[]),
+            "--anonymize given twice"
+        );
+        assert_eq!(
+            err(&[], &[("VISIT_ANONYMIZE", "2")]),
+            "VISIT_ANONYMIZE: \"2\" is not 1 or 0 (true/false, yes/no, on/off)"
+        );
+        assert!(err(&["--anonymize", "yes"], &[]).contains("unexpected argument \"yes\""));
+        assert!(usage().contains("\n  --anonymize             record each address as its /24"));
     }
 
     #[test]

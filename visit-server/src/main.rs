@@ -61,6 +61,7 @@ fn main() -> ExitCode {
                 "peer_timeout_ms",
                 (config.peer_timeout.as_millis() as u64).into(),
             ),
+            ("anonymize", config.anonymize.into()),
             ("pid", u64::from(std::process::id()).into()),
         ],
     );

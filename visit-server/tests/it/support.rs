@@ -66,6 +66,7 @@ impl Server {
             "VISIT_PEER_DNS",
             "VISIT_PEER_TIMEOUT",
             "VISIT_PUBLIC_PORT",
+            "VISIT_ANONYMIZE",
         ] {
             cmd.env_remove(var);
         }
