@@ -325,7 +325,15 @@ fn serve(app: &Arc<App>, rq: Request, verdict: Verdict, closing: bool) {
     let (status, close, recorded) = (reply.status, reply.close, reply.recorded);
     let method = rq.method().as_str().to_string();
     let path = log::clip(rq.url(), 512).to_string();
-    let peer = rq.remote_addr().copied();
+    // With --anonymize, no full address reaches the log either: the peer is reduced like
+    // the recorded address (the port is kept, it names a connection, not a person).
+    let peer = rq.remote_addr().map(|p| {
+        if app.config.anonymize {
+            std::net::SocketAddr::new(visit_journal::anonymize(p.ip()), p.port())
+        } else {
+            *p
+        }
+    });
     // Counted before the answer goes out: a client that has it and then asks /metrics must
     // find it counted.
     app.metrics.request(status);

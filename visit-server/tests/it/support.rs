@@ -65,6 +65,8 @@ impl Server {
             "VISIT_PEERS",
             "VISIT_PEER_DNS",
             "VISIT_PEER_TIMEOUT",
+            "VISIT_PUBLIC_PORT",
+            "VISIT_ANONYMIZE",
         ] {
             cmd.env_remove(var);
         }
