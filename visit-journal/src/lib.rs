@@ -136,14 +136,19 @@
 //!   `flock` are not supported for several writers.
 #![deny(missing_docs)]
 
+mod dir;
 mod error;
+mod history;
+mod lifecycle;
 mod reader;
 mod repair;
+mod segment;
 mod storage;
 mod visit;
 mod writer;
 
 pub use crate::error::{Error, Result};
+pub use crate::history::History;
 pub use crate::reader::{Reader, Report};
 pub use crate::visit::Visit;
 pub use crate::writer::{Journal, Options, Stats};
