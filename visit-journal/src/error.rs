@@ -1,5 +1,6 @@
 //! The crate's one error type.
 
+use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -20,12 +21,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// A system call on the journal failed.
     ///
-    /// `op` names the operation (`"open"`, `"write"`, `"fsync"`, …). When an append fails this
-    /// way, nothing of it stays in the file (see [`Journal::append`](crate::Journal::append)).
+    /// `op` names the operation ([`Op::Open`], [`Op::Write`], [`Op::Fsync`], …). When an append
+    /// fails this way, nothing of it stays in the file (see
+    /// [`Journal::append`](crate::Journal::append)).
     #[error("cannot {op} {}", path.display())]
     Io {
-        /// What the journal was doing: `"open"`, `"lock"`, `"read"`, `"write"`, `"fsync"`, ….
-        op: &'static str,
+        /// What the journal was doing.
+        op: Op,
         /// The journal file (or the directory being created or synced).
         path: PathBuf,
         /// The operating system's error.
@@ -67,7 +69,8 @@ pub enum Error {
         reason: &'static str,
     },
 
-    /// An earlier `fdatasync` on this handle failed, so it refuses appends.
+    /// An earlier operation on this handle failed in a way that poisons it, so it refuses
+    /// appends: most often an `fdatasync` (see [`Op::poisons`] for the others).
     ///
     /// After a failed fsync the kernel may have dropped the dirty pages and cleared the error, so
     /// a retried fsync could succeed without the data being on disk. The handle therefore
@@ -109,19 +112,27 @@ impl Error {
         }
     }
 
+    /// The operation that failed, if this is an [`Error::Io`].
+    pub fn op(&self) -> Option<Op> {
+        match self {
+            Error::Io { op, .. } => Some(*op),
+            _ => None,
+        }
+    }
+
     /// True if the handle refuses appends until reopened (see [`Error::Poisoned`]).
     ///
-    /// This is true for the append whose fsync failed (or whose failed write could not be
-    /// rolled back, or whose lock could not be released) and for every later one.
+    /// This is true for [`Error::Poisoned`] and for the error that poisoned the handle: an
+    /// [`Error::Io`] whose [`Op::poisons`] is true (a failed fsync, a failed write that could
+    /// not be rolled back, a lock that could not be released). The journal poisons a handle
+    /// exactly when one of its operations fails with such an error, so the two cannot
+    /// disagree.
     pub fn is_poisoned(&self) -> bool {
-        matches!(
-            self,
-            Error::Poisoned { .. }
-                | Error::Io {
-                    op: "fsync" | "roll back" | "unlock",
-                    ..
-                }
-        )
+        match self {
+            Error::Poisoned { .. } => true,
+            Error::Io { op, .. } => op.poisons(),
+            _ => false,
+        }
     }
 
     /// True if the lock was not granted in time (see [`Error::Locked`]).
@@ -134,21 +145,103 @@ impl Error {
         matches!(self, Error::Corrupt { .. })
     }
 
-    /// True if the file system is full or the file hit a size limit (`ENOSPC`, `EDQUOT`,
-    /// `EFBIG`).
+    /// True if the append (or probe) failed for want of room and was rolled back: the file
+    /// system is full or the file hit a size limit (`ENOSPC`, `EDQUOT`, `EFBIG`).
     ///
-    /// Such a failure rolls the append back and does not poison the journal: appends succeed
-    /// again once space is freed.
+    /// Such a failure does not poison the journal: appends succeed again once space is freed,
+    /// without a reopen. An fsync that fails with `ENOSPC` or `EDQUOT` (a file system that
+    /// allocates at writeback) is not one of these: the data may be lost, so it poisons the
+    /// handle, [`Error::is_poisoned`] is true and this is false. The cause stays readable in
+    /// [`Error::io_error`].
     pub fn is_out_of_space(&self) -> bool {
-        self.io_error().is_some_and(is_out_of_space)
+        !self.is_poisoned() && self.io_error().is_some_and(is_out_of_space)
     }
 
-    pub(crate) fn io(op: &'static str, path: &Path, source: io::Error) -> Error {
+    pub(crate) fn io(op: Op, path: &Path, source: io::Error) -> Error {
         Error::Io {
             op,
             path: path.to_path_buf(),
             source,
         }
+    }
+}
+
+/// What the journal was doing when a system call failed: the `op` of [`Error::Io`].
+///
+/// Its [`Display`](fmt::Display) is the verb of the error message: `cannot fsync /data/visits.txt`.
+/// New operations may be added, so match with a wildcard arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Op {
+    /// Opening the file (or a reader's file).
+    Open,
+    /// Creating the file.
+    Create,
+    /// Creating a missing parent directory.
+    CreateDirectory,
+    /// Fsyncing a directory after creating an entry in it.
+    SyncDirectory,
+    /// Reading the file's metadata.
+    Stat,
+    /// Taking the `flock`.
+    Lock,
+    /// Releasing the `flock`. Poisons: the lock may stay held until the file is closed.
+    Unlock,
+    /// Reading the file.
+    Read,
+    /// Writing a batch (or the probe of
+    /// [`Journal::check_writable`](crate::Journal::check_writable)).
+    Write,
+    /// Cutting the end of the file: a torn tail or power-loss debris, or the probe of
+    /// `check_writable`. A failed cut leaves a torn tail, which the next writer cuts.
+    Truncate,
+    /// Taking a failed write back out of the file. Poisons: part of the batch stays in it.
+    RollBack,
+    /// `fdatasync` of the file. Poisons: see [`Error::Poisoned`].
+    Fsync,
+}
+
+impl Op {
+    /// The operation as the error message says it: `"fsync"`, `"roll back"`, ….
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Open => "open",
+            Op::Create => "create",
+            Op::CreateDirectory => "create directory",
+            Op::SyncDirectory => "fsync directory",
+            Op::Stat => "stat",
+            Op::Lock => "lock",
+            Op::Unlock => "unlock",
+            Op::Read => "read",
+            Op::Write => "write",
+            Op::Truncate => "truncate",
+            Op::RollBack => "roll back",
+            Op::Fsync => "fsync",
+        }
+    }
+
+    /// True if a failure of this operation poisons the handle: afterwards it refuses appends
+    /// until [`Journal::reopen`](crate::Journal::reopen) (see [`Error::is_poisoned`]).
+    pub fn poisons(self) -> bool {
+        // Exhaustive on purpose: a new operation must say whether it poisons.
+        match self {
+            Op::Unlock | Op::RollBack | Op::Fsync => true,
+            Op::Open
+            | Op::Create
+            | Op::CreateDirectory
+            | Op::SyncDirectory
+            | Op::Stat
+            | Op::Lock
+            | Op::Read
+            | Op::Write
+            | Op::Truncate => false,
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -184,7 +277,7 @@ mod tests {
     #[test]
     fn messages_name_the_path_and_operation() {
         let err = Error::io(
-            "fsync",
+            Op::Fsync,
             Path::new("/data/visits.txt"),
             io::Error::from_raw_os_error(5),
         );
@@ -205,12 +298,65 @@ mod tests {
     #[test]
     fn io_conversion_keeps_the_os_error() {
         let err = Error::io(
-            "write",
+            Op::Write,
             Path::new("v"),
             io::Error::from_raw_os_error(28), // ENOSPC
         );
         assert!(err.is_out_of_space());
         let io: io::Error = err.into();
         assert_eq!(io.kind(), io::ErrorKind::StorageFull);
+    }
+
+    #[test]
+    fn every_operation_reads_as_the_message_says_it() {
+        let all = [
+            (Op::Open, "open"),
+            (Op::Create, "create"),
+            (Op::CreateDirectory, "create directory"),
+            (Op::SyncDirectory, "fsync directory"),
+            (Op::Stat, "stat"),
+            (Op::Lock, "lock"),
+            (Op::Unlock, "unlock"),
+            (Op::Read, "read"),
+            (Op::Write, "write"),
+            (Op::Truncate, "truncate"),
+            (Op::RollBack, "roll back"),
+            (Op::Fsync, "fsync"),
+        ];
+        for (op, verb) in all {
+            let err = Error::io(op, Path::new("/v.txt"), io::Error::from_raw_os_error(5));
+            assert_eq!(err.to_string(), format!("cannot {verb} /v.txt"));
+            assert_eq!(err.op(), Some(op));
+            assert_eq!(err.is_poisoned(), op.poisons(), "{op}");
+        }
+        let poisoning: Vec<Op> = all
+            .iter()
+            .map(|(op, _)| *op)
+            .filter(|op| op.poisons())
+            .collect();
+        assert_eq!(poisoning, [Op::Unlock, Op::RollBack, Op::Fsync]);
+    }
+
+    #[test]
+    fn an_fsync_failing_for_want_of_space_is_poisoned_not_out_of_space() {
+        for errno in [28, 122] {
+            // ENOSPC, EDQUOT
+            let err = Error::io(
+                Op::Fsync,
+                Path::new("v"),
+                io::Error::from_raw_os_error(errno),
+            );
+            assert!(err.is_poisoned(), "{errno}");
+            assert!(
+                !err.is_out_of_space(),
+                "{errno}: documented as rolled back, not poisoned"
+            );
+            assert_eq!(
+                err.io_error().and_then(io::Error::raw_os_error),
+                Some(errno)
+            );
+        }
+        let rolled_back = Error::io(Op::Write, Path::new("v"), io::Error::from_raw_os_error(122));
+        assert!(rolled_back.is_out_of_space() && !rolled_back.is_poisoned());
     }
 }

@@ -22,8 +22,10 @@
 //! - [`Reader`]: streams the records of a journal in constant memory, with
 //!   [`tail`](Reader::tail), [`count_lines`](Reader::count_lines),
 //!   [`verify`](Reader::verify) and [`into_text`](Reader::into_text). Takes no lock.
-//! - [`Error`] and [`Result`]: one error type, naming the path, the operation and, for bad
-//!   records, the line and byte.
+//!   [`Reader::from_bytes`] reads a journal's bytes held in memory (another replica's answer,
+//!   say) with exactly the same rules and errors.
+//! - [`Error`] and [`Result`]: one error type, naming the path, the operation ([`Op`]) and,
+//!   for bad records, the line and byte.
 //! - [`Stats`] and [`Report`]: counters of a journal handle, and what `verify` found.
 //!
 //! # Example
@@ -136,10 +138,13 @@
 //!   `flock` are not supported for several writers.
 #![deny(missing_docs)]
 
+mod commit;
 mod dir;
 mod error;
 mod history;
 mod lifecycle;
+mod locked;
+mod options;
 mod reader;
 mod repair;
 mod segment;
@@ -147,11 +152,12 @@ mod storage;
 mod visit;
 mod writer;
 
-pub use crate::error::{Error, Result};
+pub use crate::error::{Error, Op, Result};
 pub use crate::history::History;
+pub use crate::options::Options;
 pub use crate::reader::{Reader, Report};
 pub use crate::visit::Visit;
-pub use crate::writer::{Journal, Options, Stats};
+pub use crate::writer::{Journal, Stats};
 
 // The READMEs' Rust examples are compiled as doc tests, so they cannot go stale.
 #[cfg(doctest)]

@@ -4,9 +4,9 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Op, Result};
 use crate::repair::{self, Cut};
-use crate::storage::{CHUNK, FileStorage, Storage, count_newlines, last_line_end};
+use crate::storage::{CHUNK, FileStorage, ReadAt, count_newlines, last_line_end};
 use crate::visit::{MAX_LINE, Visit, parse_record};
 
 /// Streams the visits of a journal, oldest first, in constant memory.
@@ -58,8 +58,9 @@ use crate::visit::{MAX_LINE, Visit, parse_record};
 /// that appended them.
 #[derive(Debug)]
 pub struct Reader {
+    /// The file's path, or the name given to [`Reader::from_bytes`]: what errors name.
     path: PathBuf,
-    file: FileStorage,
+    file: Source,
     /// The file's length when the reader was opened.
     len: u64,
     /// Where the last complete line ended when the reader was opened: nothing past it is read.
@@ -108,6 +109,23 @@ impl Report {
     }
 }
 
+/// Where a reader's bytes come from.
+#[derive(Debug)]
+enum Source {
+    File(FileStorage),
+    /// A journal's bytes held in memory (see [`Reader::from_bytes`]).
+    Bytes(Vec<u8>),
+}
+
+impl ReadAt for Source {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        match self {
+            Source::File(file) => file.read_at(buf, offset),
+            Source::Bytes(bytes) => bytes.as_slice().read_at(buf, offset),
+        }
+    }
+}
+
 impl Reader {
     /// Opens the journal at `path` for reading.
     ///
@@ -118,17 +136,65 @@ impl Reader {
         let path = path.as_ref();
         let io = |op, e| Error::io(op, path, e);
         let file = FileStorage {
-            file: File::open(path).map_err(|e| io("open", e))?,
+            file: File::open(path).map_err(|e| io(Op::Open, e))?,
         };
-        let meta = file.file.metadata().map_err(|e| io("stat", e))?;
+        let meta = file.file.metadata().map_err(|e| io(Op::Stat, e))?;
         if !meta.is_file() {
             let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file");
-            return Err(io("open", e));
+            return Err(io(Op::Open, e));
         }
         let len = meta.len();
-        let end = last_line_end(&file, len).map_err(|e| io("read", e))?;
-        Ok(Reader {
-            path: path.to_path_buf(),
+        let end = last_line_end(&file, len).map_err(|e| io(Op::Read, e))?;
+        Ok(Reader::new(
+            path.to_path_buf(),
+            Source::File(file),
+            len,
+            end,
+        ))
+    }
+
+    /// A reader over a journal's bytes held in memory (say, the body of another replica's
+    /// `/visits`), with exactly the rules of a file: complete lines only, a torn tail ignored
+    /// and visible through [`torn_tail_bytes`](Reader::torn_tail_bytes) and
+    /// [`check_tail`](Reader::check_tail), a malformed line reported as [`Error::Corrupt`]
+    /// with its line number and byte offset.
+    ///
+    /// `name` plays the part of the path: errors and [`Reader::path`] name it, so make it
+    /// say where the bytes came from (`"peer 10.0.0.2:8080"`).
+    ///
+    /// ```
+    /// use visit_journal::Reader;
+    ///
+    /// # fn main() -> visit_journal::Result<()> {
+    /// let body = b"2026-11-26T10:44:36.123+03:00 - 10.0.0.7\nnot a visit\n2026-11-26T10:4".to_vec();
+    /// let mut reader = Reader::from_bytes("peer 10.0.0.2:8080", body);
+    /// assert_eq!(reader.torn_tail_bytes(), 15); // never returned
+    ///
+    /// assert_eq!(reader.next().transpose()?.unwrap().ip.to_string(), "10.0.0.7");
+    /// let err = reader.next().unwrap().unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "peer 10.0.0.2:8080:2: bad record at byte 41: missing ' - ' between time and address"
+    /// );
+    /// assert!(reader.next().is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Building one cannot fail, and reading memory cannot fail either: of the errors the
+    /// methods document, a reader from bytes returns only [`Error::Corrupt`].
+    pub fn from_bytes(name: impl Into<PathBuf>, bytes: Vec<u8>) -> Reader {
+        let len = bytes.len() as u64;
+        let end = bytes
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i as u64 + 1);
+        Reader::new(name.into(), Source::Bytes(bytes), len, end)
+    }
+
+    fn new(path: PathBuf, file: Source, len: u64, end: u64) -> Reader {
+        Reader {
+            path,
             file,
             len,
             end,
@@ -138,10 +204,10 @@ impl Reader {
             hi: 0,
             line: Some(1),
             failed: false,
-        })
+        }
     }
 
-    /// The path this reader reads.
+    /// The path this reader reads (or the name given to [`Reader::from_bytes`]).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -164,14 +230,14 @@ impl Reader {
     pub fn check_tail(&self) -> Result<Option<Error>> {
         let mut tail = vec![0; (self.len - self.end).min(repair::MAX_TORN + 1) as usize];
         crate::storage::read_exact_at(&self.file, &mut tail, self.end)
-            .map_err(|e| self.io("read", e))?;
+            .map_err(|e| self.io(Op::Read, e))?;
         let Cut::Refuse { offset, reason } = repair::torn_tail(self.end, self.len, &tail) else {
             return Ok(None);
         };
         let line = match self.line {
             // The reader has read every line: its count is at hand.
             Some(line) if self.pos() == self.end => line,
-            _ => count_newlines(&self.file, 0, offset).map_err(|e| self.io("read", e))? + 1,
+            _ => count_newlines(&self.file, 0, offset).map_err(|e| self.io(Op::Read, e))? + 1,
         };
         Ok(Some(Error::Corrupt {
             path: self.path.clone(),
@@ -199,7 +265,7 @@ impl Reader {
             let lo = at.saturating_sub(CHUNK as u64).max(start);
             let n_read = (at - lo) as usize;
             crate::storage::read_exact_at(&self.file, &mut chunk[..n_read], lo)
-                .map_err(|e| self.io("read", e))?;
+                .map_err(|e| self.io(Op::Read, e))?;
             for i in (0..n_read).rev() {
                 if chunk[i] == b'\n' {
                     found += 1;
@@ -250,7 +316,7 @@ impl Reader {
             .filter(|&&b| b == b'\n')
             .count() as u64;
         let from = self.buf_start + self.hi as u64;
-        let rest = count_newlines(&self.file, from, self.end).map_err(|e| self.io("read", e))?;
+        let rest = count_newlines(&self.file, from, self.end).map_err(|e| self.io(Op::Read, e))?;
         self.lo = self.hi;
         Ok(buffered + rest)
     }
@@ -349,7 +415,7 @@ impl Reader {
             Some(n) => n,
             None => match count_newlines(&self.file, 0, offset) {
                 Ok(n) => n + 1,
-                Err(e) => return Some(Err(self.fail("read", e))),
+                Err(e) => return Some(Err(self.fail(Op::Read, e))),
             },
         };
         self.line = Some(line + 1);
@@ -388,7 +454,7 @@ impl Reader {
                     self.end = self.pos();
                     return None;
                 }
-                Err(e) => return Some(Err(self.fail("read", e))),
+                Err(e) => return Some(Err(self.fail(Op::Read, e))),
             }
         }
     }
@@ -408,7 +474,7 @@ impl Reader {
                     self.end = self.pos();
                     return Ok((start, &LONG_LINE));
                 }
-                Err(e) => return Err(self.fail("read", e)),
+                Err(e) => return Err(self.fail(Op::Read, e)),
             }
         }
     }
@@ -433,12 +499,12 @@ impl Reader {
         Ok(n > 0)
     }
 
-    fn fail(&mut self, op: &'static str, e: io::Error) -> Error {
+    fn fail(&mut self, op: Op, e: io::Error) -> Error {
         self.failed = true;
         self.io(op, e)
     }
 
-    fn io(&self, op: &'static str, e: io::Error) -> Error {
+    fn io(&self, op: Op, e: io::Error) -> Error {
         Error::io(op, &self.path, e)
     }
 }
@@ -458,7 +524,7 @@ impl std::iter::FusedIterator for Reader {}
 
 /// The bytes of the complete lines from a position to the end; see [`Reader::into_text`].
 struct Text {
-    file: FileStorage,
+    file: Source,
     /// The next file offset to read.
     pos: u64,
     end: u64,

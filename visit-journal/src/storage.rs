@@ -11,9 +11,16 @@ use std::io::{self, Write as _};
 use std::os::unix::fs::FileExt as _;
 use std::time::{Duration, Instant};
 
+/// Positioned reads: all a [`Reader`](crate::Reader) needs, from a file or from bytes in
+/// memory.
+pub(crate) trait ReadAt: fmt::Debug + Send + Sync {
+    /// Reads at `offset`; may return fewer bytes than asked for (0 at or past the end).
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+}
+
 /// The file operations the writer needs. Each method is one system call (or a retry loop
 /// around one), so a fault can be injected between any two of them.
-pub(crate) trait Storage: fmt::Debug + Send + Sync {
+pub(crate) trait Storage: ReadAt {
     /// Takes the exclusive advisory lock (`flock(2)`), waiting at most `timeout` if given.
     /// Returns `Ok(false)` if the timeout passed.
     fn lock(&self, timeout: Option<Duration>) -> io::Result<bool>;
@@ -21,8 +28,6 @@ pub(crate) trait Storage: fmt::Debug + Send + Sync {
     fn unlock(&self) -> io::Result<()>;
     /// The current length of the file.
     fn len(&self) -> io::Result<u64>;
-    /// Reads at `offset`; may return fewer bytes than asked for.
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     /// One `write(2)` at the end of the file (the file is opened with `O_APPEND`). May be
     /// short.
     fn append(&self, buf: &[u8]) -> io::Result<usize>;
@@ -36,6 +41,24 @@ pub(crate) trait Storage: fmt::Debug + Send + Sync {
 #[derive(Debug)]
 pub(crate) struct FileStorage {
     pub(crate) file: File,
+}
+
+impl ReadAt for FileStorage {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        retry_eintr(|| self.file.read_at(buf, offset))
+    }
+}
+
+impl ReadAt for [u8] {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let rest = usize::try_from(offset)
+            .ok()
+            .and_then(|at| self.get(at..))
+            .unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        Ok(n)
+    }
 }
 
 impl Storage for FileStorage {
@@ -73,10 +96,6 @@ impl Storage for FileStorage {
         Ok(self.file.metadata()?.len())
     }
 
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        retry_eintr(|| self.file.read_at(buf, offset))
-    }
-
     fn append(&self, buf: &[u8]) -> io::Result<usize> {
         (&self.file).write(buf)
     }
@@ -86,7 +105,7 @@ impl Storage for FileStorage {
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        // Only the writer calls this (see writer.rs): an acknowledgement follows it.
+        // Only locked.rs calls this: an acknowledgement follows it.
         retry_eintr(|| self.file.sync_data())
     }
 }
@@ -103,7 +122,7 @@ pub(crate) fn retry_eintr<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Resul
 
 /// Reads exactly `buf.len()` bytes at `offset`, or fails with `UnexpectedEof`.
 pub(crate) fn read_exact_at(
-    storage: &dyn Storage,
+    storage: &(impl ReadAt + ?Sized),
     mut buf: &mut [u8],
     mut offset: u64,
 ) -> io::Result<()> {
@@ -120,7 +139,11 @@ pub(crate) fn read_exact_at(
 }
 
 /// Counts the `\n` bytes in `[start, end)`, in constant memory.
-pub(crate) fn count_newlines(storage: &dyn Storage, start: u64, end: u64) -> io::Result<u64> {
+pub(crate) fn count_newlines(
+    storage: &(impl ReadAt + ?Sized),
+    start: u64,
+    end: u64,
+) -> io::Result<u64> {
     let mut buf = vec![0; CHUNK];
     let mut pos = start;
     let mut count = 0;
@@ -138,7 +161,7 @@ pub(crate) fn count_newlines(storage: &dyn Storage, start: u64, end: u64) -> io:
 
 /// Where the last `\n` before `len` ends (0 if there is none), scanning backwards in
 /// constant memory.
-pub(crate) fn last_line_end(storage: &dyn Storage, len: u64) -> io::Result<u64> {
+pub(crate) fn last_line_end(storage: &(impl ReadAt + ?Sized), len: u64) -> io::Result<u64> {
     let mut chunk = vec![0; CHUNK];
     let mut at = len;
     while at > 0 {
@@ -170,8 +193,11 @@ pub(crate) mod faulty {
         pub(crate) space_left: Option<(usize, i32)>,
         /// Make the next write short: accept at most this many bytes of it.
         pub(crate) short_write: Option<usize>,
-        /// Fail the next `sync_data` calls with `EIO`.
+        /// Fail the next `sync_data` calls with `sync_errno` (`EIO` if unset).
         pub(crate) fail_syncs: usize,
+        pub(crate) sync_errno: Option<i32>,
+        /// Fail the next `unlock` calls with `EIO`, leaving the lock held.
+        pub(crate) fail_unlocks: usize,
         /// Fail the next `truncate` calls with `EIO`.
         pub(crate) fail_truncates: usize,
         /// Return `EINTR` from the next writes before doing anything.
@@ -196,6 +222,12 @@ pub(crate) mod faulty {
         }
     }
 
+    impl ReadAt for FaultyStorage {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+            self.inner.read_at(buf, offset)
+        }
+    }
+
     impl Storage for FaultyStorage {
         fn lock(&self, timeout: Option<Duration>) -> io::Result<bool> {
             self.faults().log.push("lock");
@@ -203,16 +235,17 @@ pub(crate) mod faulty {
         }
 
         fn unlock(&self) -> io::Result<()> {
-            self.faults().log.push("unlock");
+            let mut f = self.faults();
+            f.log.push("unlock");
+            if f.fail_unlocks > 0 {
+                f.fail_unlocks -= 1;
+                return Err(io::Error::from_raw_os_error(5));
+            }
             self.inner.unlock()
         }
 
         fn len(&self) -> io::Result<u64> {
             self.inner.len()
-        }
-
-        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-            self.inner.read_at(buf, offset)
         }
 
         fn append(&self, buf: &[u8]) -> io::Result<usize> {
@@ -255,7 +288,7 @@ pub(crate) mod faulty {
             f.log.push("fsync");
             if f.fail_syncs > 0 {
                 f.fail_syncs -= 1;
-                return Err(io::Error::from_raw_os_error(5));
+                return Err(io::Error::from_raw_os_error(f.sync_errno.unwrap_or(5)));
             }
             self.inner.sync_data()
         }

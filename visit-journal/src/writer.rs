@@ -1,121 +1,23 @@
-//! The append path: locking, tail repair, group commit, rollback and fsync.
+//! [`Journal`], the public face of the append path, and [`Stats`].
 //!
-//! # How group commit works
-//!
-//! Appenders put their encoded records into the *open batch* under the state mutex. One of
-//! them becomes the *leader*: it takes the whole open batch, leaves the mutex and does the
-//! I/O — `flock`, cut a torn tail, one `write` (rolled back on failure), `funlock`, one
-//! `fdatasync` — then publishes the outcome to every appender of the batch and wakes them.
-//! Records that arrive meanwhile fill the next open batch, which the first appender to find
-//! no leader at work leads. No mutex is held across I/O; there is no background thread.
-//!
-//! Two details make the batches full, which is what group commit is for:
-//!
-//! - **Waking.** A batch's appenders sleep on one futex word of their own, and one
-//!   `wake_all` system call rouses them, after the mutex is released; they see the outcome
-//!   without taking the mutex. (A condition variable would wake every waiter of every batch
-//!   and make them queue on the mutex one by one.)
-//! - **Lingering.** Appenders that wait for an fsync come back together when it ends, so the
-//!   first of them to return would lead a batch of one while the rest are still waking up. A
-//!   leader therefore *lingers* before taking the batch until as many appends have arrived as
-//!   the last batch carried, for at most as long as the last fsync took (and never more than
-//!   [`MAX_LINGER`]). It yields the processor meanwhile rather than sleeping: the appenders it
-//!   waits for need the processor, and it sees the last of them arrive without being woken.
-//!   A lone appender never lingers.
-//!
-//! On a 2-core virtual machine, 16 threads get 16 records per fsync and about 11 times the
-//! appends per second of one thread (see BENCHMARKS.md).
-//!
-//! Only this module calls `sync_data`.
+//! The work is done below: [`crate::commit`] batches concurrent appends and lends the file
+//! to one thread at a time, [`crate::locked`] does the I/O under the `flock`. This module
+//! opens, encodes, and answers questions.
 
-use std::fs::{self, File, OpenOptions};
-use std::io;
-use std::mem;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{
-    AtomicU32, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
-};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::thread::{self, Thread};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
+use crate::commit::Group;
 use crate::error::{Error, Result};
+use crate::locked::{Counters, Io};
+use crate::options::Options;
 use crate::reader::Reader;
-use crate::repair::{self, Cut};
-use crate::storage::{FileStorage, Storage, count_newlines, last_line_end, read_exact_at};
+#[cfg(test)]
+use crate::storage::Storage;
 use crate::visit::{self, Visit};
 
-/// Options for opening a [`Journal`]. The defaults are the durable ones.
-///
-/// ```
-/// use visit_journal::Options;
-/// use std::time::{Duration, Instant};
-///
-/// # fn main() -> visit_journal::Result<()> {
-/// # let dir = tempfile::tempdir().unwrap();
-/// # let path = dir.path().join("visits.txt");
-/// let journal = Options::new()
-///     .lock_timeout(Duration::from_secs(5))
-///     .open(&path)?;
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Debug, Clone)]
-pub struct Options {
-    sync: bool,
-    lock_timeout: Option<Duration>,
-    create: bool,
-}
-
-impl Default for Options {
-    fn default() -> Options {
-        Options::new()
-    }
-}
-
 impl Options {
-    /// The default options: every append is fsynced, and the lock is waited for as long as it
-    /// takes.
-    pub fn new() -> Options {
-        Options {
-            sync: true,
-            lock_timeout: None,
-            create: true,
-        }
-    }
-
-    /// Whether appends call `fdatasync` before returning. Default: `true`.
-    ///
-    /// # Durability
-    ///
-    /// With `sync(false)`, an `Ok` from [`Journal::append`] means only that the record is in
-    /// the operating system's page cache: a power loss can take it (and leave NUL debris, which
-    /// the next open repairs). Everything else (locking, whole lines, rollback) holds. Meant
-    /// for tests, benchmarks and bulk imports that sync at the end; never the default.
-    pub fn sync(mut self, sync: bool) -> Options {
-        self.sync = sync;
-        self
-    }
-
-    /// How long to wait for the file lock before failing with [`Error::Locked`].
-    /// Default: wait as long as it takes.
-    ///
-    /// Another writer holds the lock only while it writes a batch, so waits are short unless a
-    /// process holds it on purpose (e.g. `flock visits.txt sleep 60`).
-    pub fn lock_timeout(mut self, timeout: Duration) -> Options {
-        self.lock_timeout = Some(timeout);
-        self
-    }
-
-    /// Whether opening creates a missing file (and its directories). Default: `true`.
-    ///
-    /// With `create(false)`, opening a missing journal fails with [`Error::Io`] (`NotFound`):
-    /// for tools that repair or append to an existing file and must not invent one.
-    pub fn create(mut self, create: bool) -> Options {
-        self.create = create;
-        self
-    }
-
     /// Opens (or creates) the journal at `path` with these options.
     ///
     /// See [`Journal::open`].
@@ -152,18 +54,6 @@ pub struct Stats {
     pub failed_syncs: u64,
 }
 
-#[derive(Debug, Default)]
-struct Counters {
-    records: AtomicU64,
-    batches: AtomicU64,
-    syncs: AtomicU64,
-    bytes: AtomicU64,
-    largest_batch: AtomicU64,
-    repaired_bytes: AtomicU64,
-    failed_batches: AtomicU64,
-    failed_syncs: AtomicU64,
-}
-
 /// A visits journal open for appending.
 ///
 /// `Journal` is `Send + Sync` and every method takes `&self`: share one handle between threads
@@ -176,187 +66,11 @@ struct Counters {
 pub struct Journal {
     path: PathBuf,
     options: Options,
-    /// Everything appenders coordinate on. Never held across I/O.
-    state: Mutex<State>,
-    /// `state.open.calls`, mirrored so that a lingering leader can watch it without taking
-    /// the mutex from the appenders it waits for.
-    open_calls: AtomicU64,
-    counters: Counters,
+    /// The appenders' coordination, and the open file it lends to one thread at a time.
+    group: Group,
+    /// Shared with the file's [`Io`], which counts syncs and repairs.
+    counters: Arc<Counters>,
 }
-
-#[derive(Debug)]
-struct State {
-    /// The open file. Replaced by [`Journal::reopen`]; the leader works on a clone of the
-    /// `Arc`, and a reopen waits until no leader is at work.
-    storage: Arc<dyn Storage>,
-    /// Records waiting for the next leader.
-    open: Batch,
-    /// True while a thread does I/O outside the mutex (a leader, a reopen or a probe). One at a
-    /// time is what makes the `flock` exclude threads too: flock locks belong to the open
-    /// file, not to the thread.
-    busy: bool,
-    /// Set when an fsync failed (or a failed write could not be rolled back): the file may
-    /// hold bytes nobody can vouch for, so nothing more is acknowledged until a reopen.
-    poisoned: bool,
-    /// How many appends the last batch carried: in steady state the same callers come back,
-    /// so a leader lingers until as many have arrived.
-    last_calls: u64,
-    /// How long the last fsync took; bounds the linger.
-    last_sync: Duration,
-    /// Threads waiting for `busy` to clear for a reopen or a probe. While any waits, no new
-    /// leader starts, so a steady stream of appends cannot starve them.
-    idle_waiters: Vec<Thread>,
-}
-
-/// Where the appenders of a batch wait.
-#[derive(Debug, Default)]
-struct Signal {
-    /// The batch's result, set once, by its leader.
-    outcome: OnceLock<std::result::Result<(), Arc<Error>>>,
-    /// A futex word the appenders sleep on (`atomic_wait`). It is bumped, under the state
-    /// mutex, whenever they should look again: the outcome is published, or one of them is to
-    /// lead. A sleeper reads it under the mutex, so no bump can slip between its last look and
-    /// its sleep; and one `wake_all` rouses a whole batch in one system call.
-    bell: AtomicU32,
-}
-
-/// Someone to wake once the state mutex is released (woken under it, they would only queue
-/// up on it).
-#[must_use = "someone must be woken"]
-enum Wake {
-    /// Every appender of a finished batch.
-    All(Arc<Signal>),
-    /// One appender of the open batch, to lead it.
-    One(Arc<Signal>),
-    /// A reopen or probe waiting for its turn.
-    Thread(Thread),
-}
-
-impl Wake {
-    fn wake(self) {
-        match self {
-            Wake::All(signal) => atomic_wait::wake_all(&signal.bell),
-            Wake::One(signal) => atomic_wait::wake_one(&signal.bell),
-            Wake::Thread(thread) => thread.unpark(),
-        }
-    }
-}
-
-impl Signal {
-    /// Bumps the bell (call under the state mutex); ring it with [`Wake::wake`] after.
-    fn bump(&self) {
-        self.bell.fetch_add(1, Release);
-    }
-}
-
-#[derive(Debug, Default)]
-struct Batch {
-    bytes: Vec<u8>,
-    records: u64,
-    /// `append`/`append_batch` calls in the batch.
-    calls: u64,
-    /// Every appender of the batch holds a clone and waits on it.
-    signal: Arc<Signal>,
-}
-
-impl Batch {
-    /// Publishes the outcome (under the state mutex). Only the leader that took the batch
-    /// finishes it, once, so `set` cannot fail.
-    fn finish(self, result: std::result::Result<(), Arc<Error>>) -> Wake {
-        let _ = self.signal.outcome.set(result);
-        self.signal.bump();
-        Wake::All(self.signal)
-    }
-}
-
-/// The most a leader lingers for appenders to come back (see the module docs).
-const MAX_LINGER: Duration = Duration::from_micros(500);
-
-/// A thread's turn at doing I/O (`busy`). Dropping it ends the turn; if the thread unwinds
-/// while it holds a batch, the batch fails and the handle is poisoned (nobody knows what
-/// reached the file), so its appenders never hang.
-struct Turn<'a> {
-    journal: &'a Journal,
-    /// The batch a leader has not finished yet.
-    batch: Option<Batch>,
-    /// Set when the turn was ended under a lock the owner already holds.
-    ended: bool,
-}
-
-impl<'a> Turn<'a> {
-    /// A turn the caller has just taken (by setting `busy`), holding no batch yet.
-    fn new(journal: &'a Journal) -> Turn<'a> {
-        Turn {
-            journal,
-            batch: None,
-            ended: false,
-        }
-    }
-
-    /// Ends the turn under the lock the caller holds; returns whom to wake once it is released.
-    #[must_use = "the next thread must be woken"]
-    fn end(mut self, state: &mut State) -> Option<Wake> {
-        self.ended = true;
-        state.end_turn()
-    }
-}
-
-impl Drop for Turn<'_> {
-    fn drop(&mut self) {
-        if self.ended {
-            return;
-        }
-        let mut state = self.journal.lock_state();
-        let finished = self.batch.take().map(|batch| {
-            state.poisoned = true;
-            batch.finish(Err(Arc::new(self.journal.poisoned())))
-        });
-        let next = state.end_turn();
-        drop(state);
-        finished.into_iter().chain(next).for_each(Wake::wake);
-    }
-}
-
-impl State {
-    /// Clears `busy`; returns whoever waits for it, to be woken: a reopen or probe first,
-    /// otherwise one appender of the open batch, to lead it.
-    fn end_turn(&mut self) -> Option<Wake> {
-        self.busy = false;
-        // A reopen or probe goes first; the others stay registered, so leaders keep out.
-        if let Some(waiter) = self.idle_waiters.first() {
-            Some(Wake::Thread(waiter.clone()))
-        } else if self.open.calls > 0 {
-            self.open.signal.bump();
-            Some(Wake::One(Arc::clone(&self.open.signal)))
-        } else {
-            None
-        }
-    }
-}
-
-/// The held `flock`. Dropping it unlocks (for unwinding); the normal path calls `release` to
-/// see the error.
-struct FileLock<'s> {
-    storage: &'s dyn Storage,
-}
-
-impl FileLock<'_> {
-    fn release(self) -> io::Result<()> {
-        let storage = self.storage;
-        mem::forget(self);
-        storage.unlock()
-    }
-}
-
-impl Drop for FileLock<'_> {
-    fn drop(&mut self) {
-        let _ = self.storage.unlock();
-    }
-}
-
-/// 4 KiB of a byte that a torn record may contain: what [`Journal::check_writable`] writes
-/// and takes back.
-const PROBE: [u8; repair::MAX_TORN as usize] = [b'0'; repair::MAX_TORN as usize];
 
 impl Journal {
     /// Opens the journal at `path` for appending, creating it (and its parent directories) if
@@ -397,33 +111,30 @@ impl Journal {
     }
 
     fn open_with(path: &Path, options: Options) -> Result<Journal> {
-        let storage = open_storage(path, options.create)?;
-        Journal::with_storage(path, options, storage)
+        let counters = Arc::new(Counters::default());
+        let io = Io::open(path, &options, Arc::clone(&counters))?;
+        Ok(Journal::with_io(path, options, io, counters))
     }
 
     /// A journal whose file operations go through `storage` (tests inject faults here).
+    #[cfg(test)]
     pub(crate) fn with_storage(
         path: &Path,
         options: Options,
         storage: Arc<dyn Storage>,
     ) -> Result<Journal> {
-        let journal = Journal {
+        let counters = Arc::new(Counters::default());
+        let io = Io::with_storage(path, &options, storage, Arc::clone(&counters))?;
+        Ok(Journal::with_io(path, options, io, counters))
+    }
+
+    fn with_io(path: &Path, options: Options, io: Io, counters: Arc<Counters>) -> Journal {
+        Journal {
             path: path.to_path_buf(),
+            group: Group::new(path.to_path_buf(), io, options.sync, Arc::clone(&counters)),
             options,
-            state: Mutex::new(State {
-                storage: Arc::clone(&storage),
-                open: Batch::default(),
-                busy: false,
-                poisoned: false,
-                last_calls: 0,
-                last_sync: Duration::ZERO,
-                idle_waiters: Vec::new(),
-            }),
-            open_calls: AtomicU64::new(0),
-            counters: Counters::default(),
-        };
-        journal.repair_on_open(&*storage)?;
-        Ok(journal)
+            counters,
+        }
     }
 
     /// The path the journal was opened with.
@@ -481,242 +192,7 @@ impl Journal {
             v.check()?;
             visit::encode(v, &mut bytes);
         }
-        self.commit(&bytes, visits.len() as u64)
-    }
-
-    /// Adds `bytes` (whole records) to the open batch and waits until a leader has written
-    /// and synced it, leading it ourselves if nobody else does.
-    ///
-    /// Waiting is `park`/`unpark` rather than a condition variable: a finished batch wakes
-    /// exactly its own appenders, and they return without touching the state mutex, so under
-    /// load the appenders coming back do not queue up on it.
-    fn commit(&self, bytes: &[u8], records: u64) -> Result<()> {
-        let mut state = self.lock_state();
-        if state.poisoned {
-            return Err(self.poisoned());
-        }
-        state.open.bytes.extend_from_slice(bytes);
-        state.open.records += records;
-        state.open.calls += 1;
-        self.open_calls.store(state.open.calls, Relaxed);
-        let signal = Arc::clone(&state.open.signal);
-        let mut locked = Some(state);
-        loop {
-            let state = match locked.take() {
-                Some(state) => state,
-                // Woken: most often because the outcome is out, which needs no lock to see.
-                None => match signal.outcome.get() {
-                    Some(result) => return result.clone().map_err(|e| duplicate(&e)),
-                    None => self.lock_state(),
-                },
-            };
-            // Under the mutex, the outcome and the bell are consistent with each other.
-            if let Some(result) = signal.outcome.get() {
-                return result.clone().map_err(|e| duplicate(&e));
-            }
-            let open = Arc::ptr_eq(&state.open.signal, &signal);
-            if open && !state.busy && state.idle_waiters.is_empty() {
-                self.lead(state);
-                continue;
-            }
-            let seen = signal.bell.load(Acquire);
-            drop(state);
-            atomic_wait::wait(&signal.bell, seen);
-        }
-    }
-
-    /// Lingers for the batch to fill, then writes and syncs it outside the mutex and publishes
-    /// its outcome.
-    fn lead<'a>(&'a self, mut state: MutexGuard<'a, State>) {
-        state.busy = true;
-        let turn = Turn::new(self);
-        let target = state.last_calls;
-        if self.options.sync && state.open.calls < target {
-            // Yield rather than sleep: the appenders we wait for need the processor, and we
-            // notice the last of them without being woken (a context switch we would pay for
-            // on every batch).
-            let deadline = Instant::now() + state.last_sync.min(MAX_LINGER);
-            drop(state);
-            while self.open_calls.load(Relaxed) < target && Instant::now() < deadline {
-                thread::yield_now();
-            }
-            state = self.lock_state();
-        }
-        self.write_and_sync(state, turn);
-    }
-
-    /// Takes the open batch, writes and syncs it outside the mutex, and publishes its outcome.
-    fn write_and_sync<'a>(&'a self, mut state: MutexGuard<'a, State>, mut turn: Turn<'a>) {
-        let batch = turn.batch.insert(mem::take(&mut state.open));
-        self.open_calls.store(0, Relaxed);
-        state.last_calls = batch.calls;
-        let storage = Arc::clone(&state.storage);
-        let poisoned = state.poisoned;
-        drop(state);
-
-        let result = if poisoned {
-            // An fsync failed while this batch was filling.
-            Err(self.poisoned())
-        } else {
-            self.write_batch(&*storage, &batch.bytes).and_then(|()| {
-                let started = Instant::now();
-                self.sync(&*storage).map(|()| started.elapsed())
-            })
-        };
-
-        let mut state = self.lock_state();
-        let c = &self.counters;
-        let batch = turn.batch.take().unwrap_or_default();
-        let finished = match result {
-            Ok(sync_time) => {
-                state.last_sync = sync_time;
-                c.records.fetch_add(batch.records, Relaxed);
-                c.bytes.fetch_add(batch.bytes.len() as u64, Relaxed);
-                c.batches.fetch_add(1, Relaxed);
-                c.largest_batch.fetch_max(batch.records, Relaxed);
-                batch.finish(Ok(()))
-            }
-            Err(e) => {
-                c.failed_batches.fetch_add(1, Relaxed);
-                // Poison before publishing: an appender that sees the failure and appends
-                // again must find the handle poisoned.
-                if e.is_poisoned() {
-                    state.poisoned = true;
-                }
-                batch.finish(Err(Arc::new(e)))
-            }
-        };
-        let next = turn.end(&mut state);
-        drop(state);
-        finished.wake();
-        if let Some(next) = next {
-            next.wake();
-        }
-    }
-
-    /// The leader's I/O for one batch before the fsync: lock, cut a torn tail, write, unlock.
-    fn write_batch(&self, storage: &dyn Storage, bytes: &[u8]) -> Result<()> {
-        let lock = self.lock_file(storage)?;
-        let written = self
-            .cut_torn_tail(storage)
-            .and_then(|start| self.write_or_roll_back(storage, bytes, start));
-        // Unlock before the fsync: our bytes are whole lines, so nothing another writer does
-        // under the lock can touch them, and holding the lock across the fsync would stop other
-        // processes from batching behind us.
-        let unlocked = lock.release().map_err(|e| self.io("unlock", e));
-        written?;
-        // If unlocking failed, the lock is released only when the file is closed: the error
-        // poisons the handle (see `Error::is_poisoned`), and reopening is the way out.
-        unlocked
-    }
-
-    /// Writes `bytes` at the end (`start`); on failure truncates back to `start`.
-    fn write_or_roll_back(&self, storage: &dyn Storage, bytes: &[u8], start: u64) -> Result<()> {
-        let Err(write_error) = write_all(storage, bytes) else {
-            return Ok(());
-        };
-        let write_error = self.io("write", write_error);
-        if let Err(e) = storage.truncate(start) {
-            // Part of the batch stays in the file and we cannot take it back: refuse to
-            // acknowledge anything more until a reopen (whose repair cuts a torn tail).
-            return Err(self.io("roll back", e));
-        }
-        // Make the rollback durable too, so a crash cannot resurrect a half-written batch.
-        if self.options.sync {
-            self.sync(storage)?;
-        }
-        Err(write_error)
-    }
-
-    fn sync(&self, storage: &dyn Storage) -> Result<()> {
-        if !self.options.sync {
-            return Ok(());
-        }
-        match storage.sync_data() {
-            Ok(()) => {
-                self.counters.syncs.fetch_add(1, Relaxed);
-                Ok(())
-            }
-            Err(e) => {
-                self.counters.failed_syncs.fetch_add(1, Relaxed);
-                Err(self.io("fsync", e))
-            }
-        }
-    }
-
-    /// Takes the file lock. It is released by [`FileLock::release`], or by dropping the guard
-    /// if the holder unwinds.
-    fn lock_file<'s>(&self, storage: &'s dyn Storage) -> Result<FileLock<'s>> {
-        match storage.lock(self.options.lock_timeout) {
-            Ok(true) => Ok(FileLock { storage }),
-            Ok(false) => Err(Error::Locked {
-                path: self.path.clone(),
-            }),
-            Err(e) => Err(self.io("lock", e)),
-        }
-    }
-
-    /// Under the lock: cuts a torn last line, if any, and returns the new length.
-    fn cut_torn_tail(&self, storage: &dyn Storage) -> Result<u64> {
-        let len = storage.len().map_err(|e| self.io("stat", e))?;
-        if len == 0 {
-            return Ok(0);
-        }
-        // The common case costs one one-byte read.
-        let mut last = [0u8];
-        read_exact_at(storage, &mut last, len - 1).map_err(|e| self.io("read", e))?;
-        if last[0] == b'\n' {
-            return Ok(len);
-        }
-        let start = last_line_end(storage, len).map_err(|e| self.io("read", e))?;
-        let mut tail = vec![0; (len - start).min(repair::MAX_TORN + 1) as usize];
-        read_exact_at(storage, &mut tail, start).map_err(|e| self.io("read", e))?;
-        self.apply(storage, len, repair::torn_tail(start, len, &tail))
-    }
-
-    /// Carries out a repair decision; returns the file's length afterwards.
-    fn apply(&self, storage: &dyn Storage, len: u64, cut: Cut) -> Result<u64> {
-        match cut {
-            Cut::Nothing => Ok(len),
-            Cut::At(at) => {
-                storage.truncate(at).map_err(|e| self.io("truncate", e))?;
-                self.counters.repaired_bytes.fetch_add(len - at, Relaxed);
-                Ok(at)
-            }
-            Cut::Refuse { offset, reason } => Err(Error::Corrupt {
-                path: self.path.clone(),
-                line: count_newlines(storage, 0, offset).map_err(|e| self.io("read", e))? + 1,
-                offset,
-                reason,
-            }),
-        }
-    }
-
-    fn read_tail(&self, storage: &dyn Storage, len: u64, max: u64) -> Result<Vec<u8>> {
-        let n = len.min(max);
-        let mut tail = vec![0; n as usize];
-        read_exact_at(storage, &mut tail, len - n).map_err(|e| self.io("read", e))?;
-        Ok(tail)
-    }
-
-    /// Under the lock: cuts power-loss debris near the end, then a torn tail.
-    fn repair_on_open(&self, storage: &dyn Storage) -> Result<()> {
-        let lock = self.lock_file(storage)?;
-        let repaired = (|| {
-            let len = storage.len().map_err(|e| self.io("stat", e))?;
-            let window = self.read_tail(storage, len, repair::DEBRIS_WINDOW + 1)?;
-            match repair::power_loss_debris(len, &window) {
-                // Deeper NUL bytes are corruption that readers report; never cut.
-                Cut::Refuse { .. } => {}
-                cut => {
-                    self.apply(storage, len, cut)?;
-                }
-            }
-            self.cut_torn_tail(storage)
-        })();
-        let unlocked = lock.release().map_err(|e| self.io("unlock", e));
-        repaired?;
-        unlocked
+        self.group.commit(&bytes, visits.len() as u64)
     }
 
     /// Replaces the file handle with a fresh one, repairing the tail again, and clears the
@@ -728,21 +204,18 @@ impl Journal {
     ///
     /// # Errors
     ///
-    /// As [`Journal::open`]. On error the old handle stays, still poisoned if it was.
+    /// As [`Journal::open`]. On error the old handle stays, still poisoned if it was (and
+    /// poisoned if the error [`is_poisoned`](Error::is_poisoned), as every error that says so
+    /// poisons the handle it came from).
     pub fn reopen(&self) -> Result<()> {
-        self.exclusive(|old, poisoned| {
-            if poisoned {
+        self.group.exclusive(|io, poisoned| {
+            if *poisoned {
                 // A handle is poisoned by a failed unlock among other things; a lock still held
-                // by the old file would block the new one's repair forever. Unlocking a file
-                // that holds no lock is harmless.
-                let _ = old.unlock();
+                // by the old file would block the new one's repair forever.
+                io.release_stale_lock();
             }
-            let storage = open_storage(&self.path, self.options.create)?;
-            self.repair_on_open(&*storage)?;
-            // We are the only thread doing I/O: no leader holds the old storage.
-            let mut state = self.lock_state();
-            state.storage = storage;
-            state.poisoned = false;
+            *io = Io::open(&self.path, &self.options, Arc::clone(&self.counters))?;
+            *poisoned = false;
             Ok(())
         })
     }
@@ -757,53 +230,29 @@ impl Journal {
     /// # Errors
     ///
     /// [`Error::Poisoned`] if the handle is poisoned (call [`Journal::reopen`]); [`Error::Io`]
-    /// if the probe write fails (e.g. [`Error::is_out_of_space`]); as [`Journal::append`]
-    /// otherwise.
+    /// if the probe write fails (e.g. [`Error::is_out_of_space`]) or cannot be cut again
+    /// ([`Op::Truncate`](crate::Op::Truncate): the probe is left as a torn tail, which the next append cuts; nothing
+    /// is poisoned); as [`Journal::append`] otherwise. If the lock cannot be released
+    /// ([`Op::Unlock`](crate::Op::Unlock)), the handle is poisoned, as after an append.
     pub fn check_writable(&self) -> Result<()> {
-        self.exclusive(|storage, poisoned| {
-            if poisoned {
+        self.group.exclusive(|io, poisoned| {
+            if *poisoned {
                 return Err(self.poisoned());
             }
-            let lock = self.lock_file(storage)?;
-            let probed = self.cut_torn_tail(storage).and_then(|start| {
-                let written = write_all(storage, &PROBE).map_err(|e| self.io("write", e));
-                let cut = storage.truncate(start).map_err(|e| self.io("roll back", e));
-                written.and(cut)
-            });
-            let unlocked = lock.release().map_err(|e| self.io("unlock", e));
-            probed.and(unlocked)
+            io.probe()
         })
     }
 
-    /// Waits until no other thread does I/O on the journal, then runs `op` as the only one.
-    fn exclusive<T>(&self, op: impl FnOnce(&dyn Storage, bool) -> Result<T>) -> Result<T> {
-        let mut state = self.lock_state();
-        let me = thread::current();
-        while state.busy {
-            if !state.idle_waiters.iter().any(|t| t.id() == me.id()) {
-                state.idle_waiters.push(me.clone());
-            }
-            drop(state);
-            thread::park();
-            state = self.lock_state();
-        }
-        state.idle_waiters.retain(|t| t.id() != me.id());
-        state.busy = true;
-        let storage = Arc::clone(&state.storage);
-        let poisoned = state.poisoned;
-        drop(state);
-        let _turn = Turn::new(self);
-        op(&*storage, poisoned)
-    }
-
-    /// True if an fsync failed and the handle refuses appends until [`Journal::reopen`].
+    /// True if the handle refuses appends until [`Journal::reopen`]: an operation failed with
+    /// an error whose [`Error::is_poisoned`] is true (a failed fsync, a failed write that
+    /// could not be rolled back, a lock that could not be released).
     pub fn is_poisoned(&self) -> bool {
-        self.lock_state().poisoned
+        self.group.is_poisoned()
     }
 
     /// What this handle has done since it was opened.
     pub fn stats(&self) -> Stats {
-        let c = &self.counters;
+        let c = &*self.counters;
         Stats {
             records: c.records.load(Relaxed),
             batches: c.batches.load(Relaxed),
@@ -847,132 +296,10 @@ impl Journal {
         self.reader()?.count_lines()
     }
 
-    fn lock_state(&self) -> MutexGuard<'_, State> {
-        // The state is consistent at every point a thread could panic while holding the mutex
-        // (none of its updates can panic halfway), so a poisoned mutex is safe to use.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     fn poisoned(&self) -> Error {
         Error::Poisoned {
             path: self.path.clone(),
         }
-    }
-
-    fn io(&self, op: &'static str, source: io::Error) -> Error {
-        Error::io(op, &self.path, source)
-    }
-}
-
-/// Writes all of `bytes` at the end of the file: a short write is continued (the lock keeps
-/// other writers out), `EINTR` is retried, anything else is returned.
-fn write_all(storage: &dyn Storage, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        match storage.append(bytes) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Opens the file for reading and appending, creating it and its directories if `create`.
-fn open_storage(path: &Path, create: bool) -> Result<Arc<dyn Storage>> {
-    if path.as_os_str().is_empty() {
-        return Err(Error::io(
-            "open",
-            path,
-            io::Error::new(io::ErrorKind::InvalidInput, "empty path"),
-        ));
-    }
-    match fs::metadata(path) {
-        Ok(meta) if !meta.is_file() => {
-            return Err(Error::io(
-                "open",
-                path,
-                io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
-            ));
-        }
-        _ => {}
-    }
-    let mut options = OpenOptions::new();
-    options.read(true).append(true);
-    if !create {
-        let file = options.open(path).map_err(|e| Error::io("open", path, e))?;
-        return Ok(Arc::new(FileStorage { file }));
-    }
-    let parent = parent_dir(path);
-    create_dirs(parent)?;
-    let file = match options.clone().create_new(true).open(path) {
-        Ok(file) => {
-            sync_dir(parent)?;
-            file
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            options.open(path).map_err(|e| Error::io("open", path, e))?
-        }
-        Err(e) => return Err(Error::io("create", path, e)),
-    };
-    Ok(Arc::new(FileStorage { file }))
-}
-
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
-/// Creates `dir` and its missing ancestors, fsyncing each new directory's parent.
-fn create_dirs(dir: &Path) -> Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let parent = parent_dir(dir);
-    if parent != dir {
-        create_dirs(parent)?;
-    }
-    match fs::create_dir(dir) {
-        Ok(()) => sync_dir(parent),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
-        Err(e) => Err(Error::io("create directory", dir, e)),
-    }
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| crate::storage::retry_eintr(|| d.sync_all()))
-        .map_err(|e| Error::io("fsync directory", dir, e))
-}
-
-/// A copy of an error for each appender of a failed batch.
-fn duplicate(err: &Error) -> Error {
-    match err {
-        Error::Io { op, path, source } => Error::Io {
-            op,
-            path: path.clone(),
-            source: match source.raw_os_error() {
-                Some(code) => io::Error::from_raw_os_error(code),
-                None => io::Error::new(source.kind(), source.to_string()),
-            },
-        },
-        Error::Corrupt {
-            path,
-            line,
-            offset,
-            reason,
-        } => Error::Corrupt {
-            path: path.clone(),
-            line: *line,
-            offset: *offset,
-            reason,
-        },
-        Error::Parse { reason } => Error::Parse { reason },
-        Error::Unrepresentable { reason } => Error::Unrepresentable { reason },
-        Error::Poisoned { path } => Error::Poisoned { path: path.clone() },
-        Error::Locked { path } => Error::Locked { path: path.clone() },
     }
 }
 
@@ -981,7 +308,12 @@ mod tests {
     //! Faults injected through the same `Storage` seam production uses.
 
     use super::*;
+    use crate::error::Op;
+    use crate::locked::PROBE;
+    use crate::storage::FileStorage;
     use crate::storage::faulty::{Faults, FaultyStorage};
+    use std::fs::{self, OpenOptions};
+    use std::io;
     use std::sync::Mutex;
 
     const ENOSPC: i32 = 28;
@@ -1118,7 +450,7 @@ mod tests {
         f.faults().fail_syncs = 1;
         let err = f.journal.append(&visit(2)).unwrap_err();
         assert!(err.is_poisoned(), "{err}");
-        assert!(matches!(err, Error::Io { op: "fsync", .. }));
+        assert!(matches!(err, Error::Io { op: Op::Fsync, .. }));
         assert!(f.journal.is_poisoned());
 
         // Never retried and called durable: refused without touching the file.
@@ -1139,6 +471,63 @@ mod tests {
     }
 
     #[test]
+    fn an_fsync_failing_for_want_of_space_poisons_and_is_not_reported_as_out_of_space() {
+        let f = Fixture::new();
+        {
+            let mut faults = f.faults();
+            faults.fail_syncs = 1;
+            faults.sync_errno = Some(ENOSPC);
+        }
+        let err = f.journal.append(&visit(1)).unwrap_err();
+        assert!(err.is_poisoned(), "{err}");
+        assert!(
+            !err.is_out_of_space(),
+            "out of space means rolled back: {err}"
+        );
+        assert!(f.journal.is_poisoned());
+        assert_eq!(
+            err.io_error().and_then(io::Error::raw_os_error),
+            Some(ENOSPC)
+        );
+    }
+
+    #[test]
+    fn a_probe_whose_cut_fails_poisons_nothing_and_the_next_append_cuts_it() {
+        let f = Fixture::new();
+        f.journal.append(&visit(1)).unwrap();
+        f.faults().fail_truncates = 1;
+        let err = f.journal.check_writable().unwrap_err();
+        assert_eq!(err.op(), Some(Op::Truncate), "{err}");
+        assert!(!err.is_poisoned(), "{err}");
+        assert!(!f.journal.is_poisoned());
+        assert_eq!(f.contents().len(), lines(&[1]).len() + PROBE.len());
+        f.journal.append(&visit(2)).unwrap();
+        assert_eq!(
+            f.contents(),
+            lines(&[1, 2]),
+            "the probe was cut as a torn tail"
+        );
+    }
+
+    #[test]
+    fn a_probe_whose_unlock_fails_poisons_the_handle_as_its_error_says() {
+        let f = Fixture::new();
+        f.faults().fail_unlocks = 1;
+        let err = f.journal.check_writable().unwrap_err();
+        assert_eq!(err.op(), Some(Op::Unlock), "{err}");
+        assert!(err.is_poisoned(), "{err}");
+        // The lock may still be held by the open file: only closing it is sure to free it.
+        assert!(f.journal.is_poisoned(), "the error and the handle agree");
+        assert!(matches!(
+            f.journal.append(&visit(1)),
+            Err(Error::Poisoned { .. })
+        ));
+        f.journal.reopen().unwrap();
+        f.journal.append(&visit(2)).unwrap();
+        assert_eq!(f.contents(), lines(&[2]));
+    }
+
+    #[test]
     fn a_failed_rollback_poisons_and_reopen_repairs() {
         let f = Fixture::new();
         f.journal.append(&visit(1)).unwrap();
@@ -1152,7 +541,7 @@ mod tests {
             matches!(
                 err,
                 Error::Io {
-                    op: "roll back",
+                    op: Op::RollBack,
                     ..
                 }
             ),

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use visit_journal::{Error, Journal, Options, Visit};
+use visit_journal::{Error, Journal, Op, Options, Visit};
 
 use crate::support::*;
 
@@ -69,7 +69,7 @@ fn bad_paths_name_the_path_and_the_operation() {
     assert!(err.to_string().contains("blocker"), "{err}");
     // Nothing at all.
     let err = Journal::open("").unwrap_err();
-    assert!(matches!(err, Error::Io { op: "open", .. }), "{err}");
+    assert!(matches!(err, Error::Io { op: Op::Open, .. }), "{err}");
 }
 
 #[test]
@@ -82,7 +82,7 @@ fn a_read_only_file_is_refused_at_open() {
     perms.set_readonly(true);
     fs::set_permissions(&t.path, perms).unwrap();
     let err = Journal::open(&t.path).unwrap_err();
-    assert!(matches!(err, Error::Io { op: "open", .. }), "{err}");
+    assert!(matches!(err, Error::Io { op: Op::Open, .. }), "{err}");
     assert_eq!(err.path(), Some(t.path.as_path()));
 }
 
@@ -204,7 +204,7 @@ fn foreign_records_appended_under_the_lock_are_kept() {
 fn create_false_opens_only_an_existing_journal() {
     let t = TempJournal::new();
     let err = Options::new().create(false).open(&t.path).unwrap_err();
-    assert!(matches!(err, Error::Io { op: "open", .. }), "{err}");
+    assert!(matches!(err, Error::Io { op: Op::Open, .. }), "{err}");
     assert_eq!(
         err.io_error().map(std::io::Error::kind),
         Some(std::io::ErrorKind::NotFound)

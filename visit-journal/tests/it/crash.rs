@@ -2,7 +2,7 @@
 //! nothing is corrupt, and the next writer repairs the tail.
 //!
 //! Kills test torn writes and locking, not fsync (the page cache survives a killed process):
-//! the `sync_data` calls in writer.rs are reviewed by eye and tested with injected faults.
+//! the `sync_data` calls in locked.rs are reviewed by eye and tested with injected faults.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::mpsc;

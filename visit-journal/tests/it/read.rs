@@ -2,7 +2,7 @@
 
 use std::io::Read;
 
-use visit_journal::{Error, Reader, Report};
+use visit_journal::{Error, Op, Reader, Report};
 
 use crate::support::*;
 
@@ -14,7 +14,7 @@ fn an_empty_or_missing_journal() {
     assert!(t.read().is_empty());
     let missing = t.dir.path().join("nope.txt");
     let err = Reader::open(&missing).unwrap_err();
-    assert!(matches!(err, Error::Io { op: "open", .. }), "{err}");
+    assert!(matches!(err, Error::Io { op: Op::Open, .. }), "{err}");
     assert_eq!(err.path(), Some(missing.as_path()));
 }
 
@@ -229,4 +229,101 @@ fn check_tail_judges_the_end_as_a_writer_would_without_writing() {
         "the same verdict, with the line number counted while reading"
     );
     assert_eq!(t.bytes().len(), 2 * GOOD.len() + 5, "nothing written");
+}
+
+/// Everything a reader can tell about `bytes`, errors as messages.
+fn everything(open: impl Fn() -> Reader) -> Vec<String> {
+    let mut seen = Vec::new();
+    let r = open();
+    seen.push(format!("path {}", r.path().display()));
+    seen.push(format!("torn {}", r.torn_tail_bytes()));
+    seen.push(format!(
+        "tail check {:?}",
+        r.check_tail().map(|e| e.map(|e| e.to_string()))
+    ));
+    let items: Vec<_> = r.map(|r| r.map_err(|e| e.to_string())).collect();
+    seen.push(format!("items {items:?}"));
+    seen.push(format!(
+        "count {:?}",
+        open().count_lines().map_err(|e| e.to_string())
+    ));
+    for n in [0, 1, 2, 3, 1000] {
+        let mut r = open();
+        let left = r.tail(n).map_err(|e| e.to_string());
+        let items: Vec<_> = r.map(|r| r.map_err(|e| e.to_string())).collect();
+        seen.push(format!("tail({n}) {left:?} {items:?}"));
+    }
+    let mut r = open();
+    r.next();
+    let mut text = Vec::new();
+    r.into_text().read_to_end(&mut text).unwrap();
+    seen.push(format!("text after one {text:?}"));
+    let report = open().verify().unwrap();
+    seen.push(format!(
+        "verify {} {} {} {} {:?} {:?}",
+        report.records,
+        report.corrupt_lines,
+        report.bytes,
+        report.torn_tail_bytes,
+        report
+            .errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>(),
+        report.unrepairable_tail.map(|e| e.to_string()),
+    ));
+    seen
+}
+
+#[test]
+fn a_reader_from_bytes_behaves_exactly_like_one_from_a_file() {
+    let long = format!("{GOOD}{}\n{GOOD}", "9".repeat(100_000));
+    let many: String = lines(&visits(0..3000)); // several read chunks
+    let cases = [
+        String::new(),
+        GOOD.to_string(),
+        format!("{GOOD}2026-11-26T10:44:36.1"),
+        "2026-11-26T10:4".to_string(),
+        format!("{GOOD}{GOOD}garbage here\n\n{GOOD}"),
+        format!("{GOOD}\0\0\0\0\n{GOOD}"),
+        format!("{GOOD}oops\n{GOOD}{GOOD}2026-"),
+        format!("{GOOD}{GOOD}\x7fELF\x02"),
+        "2022-11-29T10:44:36+03:00 - 172.17.0.1\n".to_string(),
+        long,
+        format!("{many}2026-11-26T1"),
+    ];
+    for case in cases {
+        let t = TempJournal::with_bytes(case.as_bytes());
+        let from_file = everything(|| Reader::open(&t.path).unwrap());
+        // Named like the file, the errors must read the same, word for word.
+        let from_bytes = everything(|| Reader::from_bytes(&t.path, case.as_bytes().to_vec()));
+        assert_eq!(from_bytes, from_file, "{case:?}");
+    }
+}
+
+#[test]
+fn a_reader_from_bytes_names_its_source_in_errors() {
+    let body = format!("{GOOD}bad\n{GOOD}2026-11");
+    let mut r = Reader::from_bytes("peer 10.0.0.2:8080", body.into_bytes());
+    assert_eq!(r.path().to_str(), Some("peer 10.0.0.2:8080"));
+    assert_eq!(r.torn_tail_bytes(), 7, "a body cut short is visible");
+    assert!(r.next().unwrap().is_ok());
+    let err = r.next().unwrap().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Corrupt {
+                line: 2,
+                offset: 41,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "peer 10.0.0.2:8080:2: bad record at byte 41: missing ' - ' between time and address"
+    );
+    assert!(r.next().unwrap().is_ok());
+    assert!(r.next().is_none(), "the torn tail is never returned");
 }
