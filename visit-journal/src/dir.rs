@@ -133,13 +133,17 @@ pub(crate) mod faulty {
     /// The steps of rotation and retention, as the faulty directory names them.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub(crate) enum Step {
-        /// Renaming the live file to a segment, or the new summary over the old.
+        /// Renaming the live file to a segment.
         Rename,
         /// Creating the fresh live file.
         Create,
         /// Writing and syncing the new summary's temporary file.
         WriteSummary,
-        /// Deleting a retired segment (or a stale temporary file).
+        /// Renaming the new summary over the old.
+        RenameSummary,
+        /// Deleting a stale temporary summary (whether there is one or not).
+        RemoveTemp,
+        /// Deleting a retired segment.
         Remove,
         /// fsyncing the directory.
         SyncDir,
@@ -226,13 +230,23 @@ pub(crate) mod faulty {
             })
         }
         fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-            self.step(Step::Rename, to, || RealDir.rename(from, to))
+            let step = if to.extension().is_some_and(|e| e == "summary") {
+                Step::RenameSummary
+            } else {
+                Step::Rename
+            };
+            self.step(step, to, || RealDir.rename(from, to))
         }
         fn create(&self, path: &Path) -> io::Result<bool> {
             self.step(Step::Create, path, || RealDir.create(path))
         }
         fn remove(&self, path: &Path) -> io::Result<bool> {
-            self.step(Step::Remove, path, || RealDir.remove(path))
+            let step = if path.extension().is_some_and(|e| e == "tmp") {
+                Step::RemoveTemp
+            } else {
+                Step::Remove
+            };
+            self.step(step, path, || RealDir.remove(path))
         }
         fn sync(&self, dir: &Path) -> io::Result<()> {
             self.step(Step::SyncDir, dir, || RealDir.sync(dir))

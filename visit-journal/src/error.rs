@@ -199,6 +199,12 @@ pub enum Op {
     RollBack,
     /// `fdatasync` of the file. Poisons: see [`Error::Poisoned`].
     Fsync,
+    /// Listing the journal's directory (its sealed segments).
+    ListDirectory,
+    /// Renaming the live file to a sealed segment, or a new summary over the old one.
+    Rename,
+    /// Deleting a retired segment (or a stale temporary summary).
+    Remove,
 }
 
 impl Op {
@@ -217,6 +223,9 @@ impl Op {
             Op::Truncate => "truncate",
             Op::RollBack => "roll back",
             Op::Fsync => "fsync",
+            Op::ListDirectory => "list directory",
+            Op::Rename => "rename",
+            Op::Remove => "remove",
         }
     }
 
@@ -234,7 +243,10 @@ impl Op {
             | Op::Lock
             | Op::Read
             | Op::Write
-            | Op::Truncate => false,
+            | Op::Truncate
+            | Op::ListDirectory
+            | Op::Rename
+            | Op::Remove => false,
         }
     }
 }
@@ -322,6 +334,9 @@ mod tests {
             (Op::Truncate, "truncate"),
             (Op::RollBack, "roll back"),
             (Op::Fsync, "fsync"),
+            (Op::ListDirectory, "list directory"),
+            (Op::Rename, "rename"),
+            (Op::Remove, "remove"),
         ];
         for (op, verb) in all {
             let err = Error::io(op, Path::new("/v.txt"), io::Error::from_raw_os_error(5));

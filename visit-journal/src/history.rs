@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 
 use crate::dir::{Dir, FileId, RealDir};
-use crate::error::{Error, Result};
+use crate::error::{Error, Op, Result};
 use crate::lifecycle::{read_summary, tally_file};
 use crate::reader::{Reader, Report};
 use crate::segment::{self, Summary};
@@ -48,7 +48,7 @@ const ATTEMPTS: usize = 100;
 /// assert_eq!(history.count_lines()?, 500);
 /// let mut last = History::open(&path)?;
 /// last.tail(150)?; // across segments, reading backwards from the end
-/// assert_eq!(last.count()?, 150);
+/// assert_eq!(last.count(), 150);
 /// # Ok(())
 /// # }
 /// ```
@@ -82,7 +82,7 @@ struct Part {
 
 impl Part {
     fn reader(self) -> Result<Reader> {
-        reader_of(&self.path, self.file)
+        Reader::from_file(&self.path, self.file)
     }
 
     /// A second reader of the same open file.
@@ -90,8 +90,8 @@ impl Part {
         let file = self
             .file
             .try_clone()
-            .map_err(|e| Error::io("open", &self.path, e))?;
-        reader_of(&self.path, file)
+            .map_err(|e| Error::io(Op::Open, &self.path, e))?;
+        Reader::from_file(&self.path, file)
     }
 }
 
@@ -119,7 +119,7 @@ impl History {
             let live = open_part(path)?;
             let mut numbers: Vec<u64> = dir
                 .list(parent)
-                .map_err(|e| Error::io("list", parent, e))?
+                .map_err(|e| Error::io(Op::ListDirectory, parent, e))?
                 .iter()
                 .filter_map(|entry| segment::segment_number(name, entry))
                 .collect();
@@ -135,7 +135,7 @@ impl History {
             // Read after the segments are open: a retirement writes the summary before it
             // deletes, so any segment we missed is in it.
             let summary = read_summary(dir, &segment::summary_path(path))?;
-            let now = dir.id(path).map_err(|e| Error::io("stat", path, e))?;
+            let now = dir.id(path).map_err(|e| Error::io(Op::Stat, path, e))?;
             if now != live.as_ref().map(|(_, id)| *id) {
                 continue; // Rotated while we opened: a segment may be missing. Start over.
             }
@@ -154,7 +154,7 @@ impl History {
             });
         }
         Err(Error::io(
-            "open",
+            Op::Open,
             path,
             io::Error::other("the journal kept being rotated while its history was opened"),
         ))
@@ -384,19 +384,12 @@ fn open_part(path: &Path) -> Result<Option<(Part, FileId)>> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("open", path, e)),
+        Err(e) => return Err(Error::io(Op::Open, path, e)),
     };
-    let meta = file.metadata().map_err(|e| Error::io("stat", path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(Op::Stat, path, e))?;
     let part = Part {
         path: path.to_path_buf(),
         file,
     };
     Ok(Some((part, FileId::of(&meta))))
-}
-
-/// A reader of an open file of the history.
-// FIXME(rotation): placeholder until `Reader::from_file` lands with the journal-api merge;
-// reopening by path is racy.
-fn reader_of(path: &Path, _file: File) -> Result<Reader> {
-    Reader::open(path)
 }

@@ -30,13 +30,13 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, FixedOffset};
 
 use crate::dir::Dir;
-use crate::error::{Error, Result};
+use crate::error::{Error, Op, Result};
 use crate::reader::Reader;
 use crate::segment::{self, Retention, Summary, Tally};
 use crate::storage::Storage;
@@ -49,7 +49,7 @@ pub(crate) struct Sealed {
     pub(crate) size: u64,
 }
 
-/// Counters of the lifecycle, for [`Stats`](crate::Stats).
+/// Counters of the lifecycle, for [`Stats`](crate::Stats), kept across reopens.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) rotations: AtomicU64,
@@ -59,6 +59,24 @@ pub(crate) struct Counters {
     /// The sealed segments' total size and number, as last seen under the lock.
     pub(crate) sealed_bytes: AtomicU64,
     pub(crate) sealed_segments: AtomicU64,
+    /// The last failure of a rotation or retention that did not fail an append, until the
+    /// owner of the journal takes it to log it (the library never prints).
+    pub(crate) last_error: Mutex<Option<Error>>,
+    /// Set while `last_error` holds one, so that looking costs no lock.
+    pub(crate) has_error: AtomicBool,
+}
+
+impl Counters {
+    /// Takes the kept error, if any.
+    pub(crate) fn take_error(&self) -> Option<Error> {
+        if !self.has_error.swap(false, Relaxed) {
+            return None;
+        }
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
 }
 
 /// The history of one journal path: where its files are and what to do with them.
@@ -79,7 +97,8 @@ pub(crate) struct Lifecycle {
     /// What each sealed segment holds, by number, once counted: sealed segments never change,
     /// so each is read once however often retention asks its age.
     tallies: Mutex<BTreeMap<u64, Arc<Tally>>>,
-    pub(crate) counters: Counters,
+    /// Shared with the journal handle (and kept across its reopens).
+    pub(crate) counters: Arc<Counters>,
 }
 
 impl Lifecycle {
@@ -89,6 +108,7 @@ impl Lifecycle {
         rotate_size: u64,
         retention: Retention,
         sync: bool,
+        counters: Arc<Counters>,
     ) -> Lifecycle {
         let parent = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -103,8 +123,26 @@ impl Lifecycle {
             retention,
             sync,
             tallies: Mutex::default(),
-            counters: Counters::default(),
+            counters,
         }
+    }
+
+    /// True if the journal has a history beside its live file: a sealed segment or a
+    /// summary. (An I/O error counts as no: opening the live file will say what is wrong.)
+    pub(crate) fn history_exists(&self) -> bool {
+        let summary = segment::summary_path(&self.path);
+        matches!(self.dir.size(&summary), Ok(Some(_)))
+            || self.scan().is_ok_and(|sealed| !sealed.is_empty())
+    }
+
+    /// Keeps a failure that did not fail an append, for the journal's owner to log.
+    pub(crate) fn keep_error(&self, e: Error) {
+        *self
+            .counters
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(e);
+        self.counters.has_error.store(true, Relaxed);
     }
 
     /// True if appending `batch` bytes to a live file of `len` bytes (whole lines) calls for a
@@ -121,7 +159,7 @@ impl Lifecycle {
         let names = self
             .dir
             .list(&self.parent)
-            .map_err(|e| Error::io("list", &self.parent, e))?;
+            .map_err(|e| Error::io(Op::ListDirectory, &self.parent, e))?;
         let mut sealed = Vec::new();
         for name in names {
             let Some(n) = segment::segment_number(&self.name, &name) else {
@@ -132,7 +170,7 @@ impl Lifecycle {
             if let Some(size) = self
                 .dir
                 .size(&path)
-                .map_err(|e| Error::io("stat", &path, e))?
+                .map_err(|e| Error::io(Op::Stat, &path, e))?
             {
                 sealed.push(Sealed { n, path, size });
             }
@@ -175,13 +213,13 @@ impl Lifecycle {
             // touches it again.
             storage
                 .sync_data()
-                .map_err(|e| Error::io("fsync", &self.path, e))?;
+                .map_err(|e| Error::io(Op::Fsync, &self.path, e))?;
         }
         let n = self.next_number()?;
         let sealed = segment::segment_path(&self.path, n);
         self.dir
             .rename(&self.path, &sealed)
-            .map_err(|e| Error::io("rename", &self.path, e))?;
+            .map_err(|e| Error::io(Op::Rename, &self.path, e))?;
         self.counters.rotations.fetch_add(1, Relaxed);
         self.create_live()?;
         Ok(n)
@@ -192,7 +230,7 @@ impl Lifecycle {
     pub(crate) fn create_live(&self) -> Result<()> {
         self.dir
             .create(&self.path)
-            .map_err(|e| Error::io("create", &self.path, e))?;
+            .map_err(|e| Error::io(Op::Create, &self.path, e))?;
         self.sync_dir()
     }
 
@@ -202,7 +240,7 @@ impl Lifecycle {
         }
         self.dir
             .sync(&self.parent)
-            .map_err(|e| Error::io("fsync directory", &self.parent, e))
+            .map_err(|e| Error::io(Op::SyncDirectory, &self.parent, e))
     }
 
     /// Retention, under the lock: finishes an interrupted retirement (deletes the segments the
@@ -223,13 +261,13 @@ impl Lifecycle {
         removed |= self
             .dir
             .remove(&stale)
-            .map_err(|e| Error::io("remove", &stale, e))?;
+            .map_err(|e| Error::io(Op::Remove, &stale, e))?;
         let counted = sealed.partition_point(|s| s.n <= summary.folded_through);
         for s in sealed.drain(..counted) {
             removed |= self
                 .dir
                 .remove(&s.path)
-                .map_err(|e| Error::io("remove", &s.path, e))?;
+                .map_err(|e| Error::io(Op::Remove, &s.path, e))?;
         }
         if removed {
             self.sync_dir()?;
@@ -248,17 +286,17 @@ impl Lifecycle {
         }
         self.dir
             .write_synced(&stale, summary.to_text().as_bytes())
-            .map_err(|e| Error::io("write", &stale, e))?;
+            .map_err(|e| Error::io(Op::Write, &stale, e))?;
         let summary_path = segment::summary_path(&self.path);
         self.dir
             .rename(&stale, &summary_path)
-            .map_err(|e| Error::io("rename", &stale, e))?;
+            .map_err(|e| Error::io(Op::Rename, &stale, e))?;
         self.sync_dir()?;
         // From here on the segments are counted: deleting them only frees their space.
         for s in &sealed[..count] {
             self.dir
                 .remove(&s.path)
-                .map_err(|e| Error::io("remove", &s.path, e))?;
+                .map_err(|e| Error::io(Op::Remove, &s.path, e))?;
             self.counters.retired_segments.fetch_add(1, Relaxed);
             self.lock_tallies().remove(&s.n);
         }
@@ -311,7 +349,7 @@ pub(crate) fn tally_file(reader: Reader) -> Result<Tally> {
 
 /// Reads and parses the summary at `path`; the empty summary if there is none.
 pub(crate) fn read_summary(dir: &dyn Dir, path: &Path) -> Result<Summary> {
-    let Some(bytes) = dir.read(path).map_err(|e| Error::io("read", path, e))? else {
+    let Some(bytes) = dir.read(path).map_err(|e| Error::io(Op::Read, path, e))? else {
         return Ok(Summary::default());
     };
     Summary::parse(&bytes).map_err(|bad| Error::Corrupt {
@@ -350,7 +388,7 @@ mod tests {
             fs::write(&path, "").unwrap();
             let dir = FaultyDir::default();
             let plan = Arc::clone(&dir.plan);
-            let life = Lifecycle::new(&path, Arc::new(dir), 4096, retention, true);
+            let life = Lifecycle::new(&path, Arc::new(dir), 4096, retention, true, Arc::default());
             Fixture {
                 _tmp: tmp,
                 path,
@@ -571,7 +609,7 @@ mod tests {
 
     #[test]
     fn retirement_survives_a_failed_summary_rename() {
-        retirement_step_fails(Step::Rename, 0);
+        retirement_step_fails(Step::RenameSummary, 0);
     }
 
     #[test]
@@ -581,13 +619,17 @@ mod tests {
 
     #[test]
     fn retirement_survives_a_failed_delete() {
-        // The first `remove` is of the stale temporary file; the second deletes a segment.
-        retirement_step_fails(Step::Remove, 1);
+        retirement_step_fails(Step::Remove, 0);
     }
 
     #[test]
     fn retirement_survives_a_failed_second_delete() {
-        retirement_step_fails(Step::Remove, 2);
+        retirement_step_fails(Step::Remove, 1);
+    }
+
+    #[test]
+    fn retirement_survives_a_failed_cleanup_of_a_stale_summary() {
+        retirement_step_fails(Step::RemoveTemp, 0);
     }
 
     #[test]
@@ -620,5 +662,355 @@ mod tests {
             ]
         );
         f.assert_each_visit_once();
+    }
+}
+
+#[cfg(test)]
+mod journal_tests {
+    //! A whole journal killed (`abort`, as with `kill -9`) or failed at each step of rotation
+    //! and retention, through the `Dir` seam: after each, every acknowledged visit is in
+    //! exactly one place, and the next writer finishes or repairs the step.
+    //!
+    //! The test binary re-executes itself: `crashing_child` is a no-op unless
+    //! `VISIT_JOURNAL_LIFECYCLE_CHILD` names its work.
+
+    use super::*;
+    use crate::dir::faulty::{Fault, FaultyDir, Step};
+    use crate::history::History;
+    use crate::options::Options;
+    use crate::storage::FileStorage;
+    use crate::storage::faulty::{Faults, FaultyStorage};
+    use crate::visit::Visit;
+    use crate::writer::Journal;
+    use std::fs;
+    use std::io::{BufRead, BufReader};
+    use std::net::{IpAddr, Ipv6Addr};
+    use std::os::unix::process::ExitStatusExt as _;
+    use std::process::{Command, Stdio};
+
+    const CHILD_ENV: &str = "VISIT_JOURNAL_LIFECYCLE_CHILD";
+    const ROTATE: u64 = 4096;
+    const RETAIN: u64 = 2 * 4096;
+    const MAX_APPENDS: u32 = 3000;
+
+    fn options() -> Options {
+        Options::new().rotate_size(ROTATE).retain_size(RETAIN)
+    }
+
+    /// Visit number `seq`: now, from an address that is its number.
+    fn visit(seq: u32) -> Visit {
+        let ip = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, (seq >> 16) as u16, seq as u16);
+        Visit::now(IpAddr::V6(ip))
+    }
+
+    fn seq(v: &Visit) -> u32 {
+        match v.ip {
+            IpAddr::V6(ip) => {
+                let s = ip.segments();
+                (u32::from(s[6]) << 16) | u32::from(s[7])
+            }
+            IpAddr::V4(_) => panic!("not ours: {v}"),
+        }
+    }
+
+    fn fault_name(f: Fault) -> &'static str {
+        match f {
+            Fault::Fail => "fail",
+            Fault::CrashBefore => "before",
+            Fault::CrashAfter => "after",
+        }
+    }
+
+    fn step_of(name: &str) -> Step {
+        match name {
+            "Rename" => Step::Rename,
+            "Create" => Step::Create,
+            "WriteSummary" => Step::WriteSummary,
+            "RenameSummary" => Step::RenameSummary,
+            "RemoveTemp" => Step::RemoveTemp,
+            "Remove" => Step::Remove,
+            "SyncDir" => Step::SyncDir,
+            other => panic!("no step {other}"),
+        }
+    }
+
+    /// Child entry point: `<path>;<before|after>;<Step>;<skip>`. Appends visits one by one,
+    /// printing `acked N` after each, until the planned crash kills it.
+    #[test]
+    fn crashing_child() {
+        let Ok(spec) = std::env::var(CHILD_ENV) else {
+            return;
+        };
+        let parts: Vec<&str> = spec.split(';').collect();
+        let fault = match parts[1] {
+            "before" => Fault::CrashBefore,
+            _ => Fault::CrashAfter,
+        };
+        let dir = FaultyDir::default();
+        dir.plan.lock().unwrap().fault =
+            Some((fault, step_of(parts[2]), parts[3].parse().unwrap()));
+        let journal = Journal::with_dir(Path::new(parts[0]), options(), Arc::new(dir)).unwrap();
+        for n in 0..MAX_APPENDS {
+            journal.append(&visit(n)).unwrap();
+            println!("acked {n}");
+        }
+        println!("never crashed");
+    }
+
+    /// Every visit numbered below `acked` is in exactly one place: the history holds a run of
+    /// them up to the newest (maybe one more, written but not acknowledged), and the summary
+    /// counts exactly the ones before that run.
+    fn assert_each_acked_once(path: &Path, acked: u32, context: &str) -> u32 {
+        let history = History::open(path).unwrap();
+        let retired = history.retired_visits();
+        let seqs: Vec<u32> = history.map(|v| seq(&v.unwrap())).collect();
+        let first = seqs.first().copied().unwrap_or(retired as u32);
+        assert_eq!(
+            u64::from(first),
+            retired,
+            "{context}: the summary counts the others"
+        );
+        let want: Vec<u32> = (first..first + seqs.len() as u32).collect();
+        assert_eq!(seqs, want, "{context}: in order, once each");
+        let end = first + seqs.len() as u32;
+        assert!(
+            end >= acked && end <= acked + 1,
+            "{context}: {end} of {acked} acked"
+        );
+        let days = History::open(path).unwrap().days().unwrap();
+        assert_eq!(days.values().sum::<u64>(), u64::from(end), "{context}");
+        end
+    }
+
+    /// The directory holds nothing half done: no temporary summary, no segment the summary
+    /// counts, a live file.
+    fn assert_tidy(path: &Path, context: &str) {
+        assert!(path.exists(), "{context}: no live file");
+        assert!(
+            !segment::summary_temp_path(path).exists(),
+            "{context}: stale temporary"
+        );
+        let dir = Arc::new(crate::dir::RealDir);
+        let life = Lifecycle::new(
+            path,
+            dir,
+            ROTATE,
+            Retention::default(),
+            true,
+            Arc::default(),
+        );
+        let folded = life.summary().unwrap().folded_through;
+        for s in life.scan().unwrap() {
+            assert!(
+                s.n > folded,
+                "{context}: counted segment {} still on disk",
+                s.n
+            );
+            assert!(fs::read(&s.path).unwrap().ends_with(b"\n"), "{context}");
+        }
+    }
+
+    fn crash_at(fault: Fault, step: Step, skip: usize) {
+        let context = format!("{} {step:?} #{skip}", fault_name(fault));
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("visits.txt");
+        let exe = std::env::current_exe().unwrap();
+        let mut child = Command::new(exe)
+            .args([
+                "lifecycle::journal_tests::crashing_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+                "-q",
+            ])
+            .env(
+                CHILD_ENV,
+                format!("{};{};{step:?};{skip}", path.display(), fault_name(fault)),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut acked = 0;
+        let mut crashed_late = false;
+        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+            let line = line.unwrap();
+            if let Some(n) = line.strip_prefix("acked ") {
+                acked = n.parse::<u32>().unwrap() + 1;
+            }
+            crashed_late |= line == "never crashed";
+        }
+        let status = child.wait().unwrap();
+        assert!(!crashed_late, "{context}: the step was never reached");
+        assert_eq!(
+            status.signal(),
+            Some(6),
+            "{context}: killed at the step ({status})"
+        );
+        assert!(acked > 0, "{context}");
+
+        assert_each_acked_once(&path, acked, &context);
+        // The next writer finishes or repairs the step, and carries on.
+        let journal = options().open(&path).unwrap();
+        assert_eq!(journal.stats().failed_retentions, 0, "{context}");
+        assert_tidy(&path, &context);
+        let end = assert_each_acked_once(&path, acked, &context);
+        for n in end..end + 200 {
+            journal.append(&visit(n)).unwrap();
+        }
+        assert_each_acked_once(&path, end + 200, &context);
+        assert_tidy(&path, &context);
+    }
+
+    // Rotation: killed before and after each of its steps.
+    #[test]
+    fn killed_before_the_rename() {
+        crash_at(Fault::CrashBefore, Step::Rename, 0);
+    }
+    #[test]
+    fn killed_after_the_rename() {
+        crash_at(Fault::CrashAfter, Step::Rename, 2);
+    }
+    #[test]
+    fn killed_before_the_new_file() {
+        crash_at(Fault::CrashBefore, Step::Create, 1);
+    }
+    #[test]
+    fn killed_after_the_new_file() {
+        crash_at(Fault::CrashAfter, Step::Create, 0);
+    }
+    #[test]
+    fn killed_before_the_rotations_directory_fsync() {
+        crash_at(Fault::CrashBefore, Step::SyncDir, 0);
+    }
+
+    // Retention (the directory fsyncs after the first rotations belong to retention runs
+    // once there are more than two segments).
+    #[test]
+    fn killed_before_the_summary() {
+        crash_at(Fault::CrashBefore, Step::WriteSummary, 0);
+    }
+    #[test]
+    fn killed_after_the_temporary_summary() {
+        crash_at(Fault::CrashAfter, Step::WriteSummary, 1);
+    }
+    #[test]
+    fn killed_after_the_summary() {
+        crash_at(Fault::CrashAfter, Step::RenameSummary, 0);
+    }
+    #[test]
+    fn killed_before_the_delete() {
+        crash_at(Fault::CrashBefore, Step::Remove, 0);
+    }
+    #[test]
+    fn killed_after_the_delete() {
+        crash_at(Fault::CrashAfter, Step::Remove, 1);
+    }
+    #[test]
+    fn killed_before_a_later_directory_fsync() {
+        for skip in 3..7 {
+            crash_at(Fault::CrashBefore, Step::SyncDir, skip);
+        }
+    }
+
+    /// Fails `step` once (after `skip` of its kind) in a journal that rotates and retires
+    /// often: no append fails, the failure is counted and kept for the owner to log, and the
+    /// history stays exact.
+    fn fail_at(step: Step, skip: usize) {
+        let context = format!("fail {step:?} #{skip}");
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("visits.txt");
+        let dir = FaultyDir::default();
+        let plan = Arc::clone(&dir.plan);
+        plan.lock().unwrap().fault = Some((Fault::Fail, step, skip));
+        let journal = Journal::with_dir(&path, options(), Arc::new(dir)).unwrap();
+        let mut n = 0;
+        while plan.lock().unwrap().fault.is_some() {
+            assert!(n < MAX_APPENDS, "{context}: the step was never reached");
+            journal.append(&visit(n)).unwrap();
+            n += 1;
+        }
+        let err = journal.take_lifecycle_error().expect("the failure is kept");
+        assert!(err.to_string().starts_with("cannot "), "{context}: {err}");
+        assert!(journal.take_lifecycle_error().is_none(), "taken once");
+        let stats = journal.stats();
+        assert_eq!(
+            stats.failed_rotations + stats.failed_retentions,
+            1,
+            "{context}: {stats:?}"
+        );
+        assert_each_acked_once(&path, n, &context);
+        // Retried: by the next rotation at the latest.
+        for m in n..n + 300 {
+            journal.append(&visit(m)).unwrap();
+        }
+        assert_each_acked_once(&path, n + 300, &context);
+        assert_tidy(&path, &context);
+        let stats = journal.stats();
+        assert!(stats.sealed_bytes <= RETAIN, "{context}: {stats:?}");
+    }
+
+    #[test]
+    fn a_failed_rename_is_retried_by_the_next_batch() {
+        fail_at(Step::Rename, 1);
+    }
+    #[test]
+    fn a_failed_creation_of_the_new_file_is_finished_at_once() {
+        fail_at(Step::Create, 1);
+    }
+    #[test]
+    fn a_failed_directory_fsync_is_finished_at_once_or_retried() {
+        for skip in 0..6 {
+            fail_at(Step::SyncDir, skip);
+        }
+    }
+    #[test]
+    fn a_failed_summary_write_is_retried() {
+        fail_at(Step::WriteSummary, 0);
+    }
+    #[test]
+    fn a_failed_summary_rename_is_retried() {
+        fail_at(Step::RenameSummary, 0);
+    }
+    #[test]
+    fn a_failed_delete_is_retried() {
+        fail_at(Step::Remove, 0);
+    }
+    #[test]
+    fn a_failed_cleanup_is_retried() {
+        fail_at(Step::RemoveTemp, 2);
+    }
+
+    #[test]
+    fn a_failed_fsync_before_sealing_poisons_and_seals_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("visits.txt");
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .unwrap();
+        let faults = Arc::new(Mutex::new(Faults::default()));
+        let storage = Arc::new(FaultyStorage {
+            inner: FileStorage { file },
+            faults: Arc::clone(&faults),
+        });
+        let journal = Journal::with_storage(&path, options(), storage).unwrap();
+        let mut n = 0;
+        let line = visit(0).to_string().len() as u64 + 1;
+        while fs::metadata(&path).unwrap().len() + line <= ROTATE {
+            journal.append(&visit(n)).unwrap();
+            n += 1;
+        }
+        faults.lock().unwrap().fail_syncs = 1;
+        let err = journal.append(&visit(n)).unwrap_err();
+        assert!(err.is_poisoned(), "{err}");
+        assert!(!segment::segment_path(&path, 1).exists(), "nothing sealed");
+        assert_each_acked_once(&path, n, "failed fsync");
+        journal.reopen().unwrap();
+        journal.append(&visit(n)).unwrap();
+        assert!(segment::segment_path(&path, 1).exists());
+        assert_each_acked_once(&path, n + 1, "failed fsync");
     }
 }

@@ -220,12 +220,6 @@ pub(crate) struct Retention {
     pub(crate) days: u64,
 }
 
-impl Retention {
-    pub(crate) fn is_off(self) -> bool {
-        self.size == 0 && self.days == 0
-    }
-}
-
 /// How many of the oldest sealed segments retention retires.
 ///
 /// `sizes` are the sealed segments' sizes, oldest first. The oldest are retired while their
