@@ -39,7 +39,6 @@ use crate::dir::Dir;
 use crate::error::{Error, Op, Result};
 use crate::reader::Reader;
 use crate::segment::{self, Retention, Summary, Tally};
-use crate::storage::Storage;
 
 /// A sealed segment on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,7 +195,7 @@ impl Lifecycle {
         Ok(highest.max(self.summary()?.folded_through) + 1)
     }
 
-    /// Seals the live file (open as `storage`, locked, ending in a whole line) as the next
+    /// Seals the live file (locked, ending in a whole line; `sync_live` fsyncs it) as the next
     /// segment and creates a fresh live file. Returns the new segment's number.
     ///
     /// The caller must then reopen the path: the file it holds is sealed and never written
@@ -206,15 +205,11 @@ impl Lifecycle {
     ///
     /// [`Error::Io`] for the step that failed. `Ok` or not, the caller must check where the
     /// live file is: if the rename happened, the old file is sealed.
-    pub(crate) fn rotate(&self, storage: &dyn Storage) -> Result<u64> {
-        if self.sync {
-            // Whatever another process wrote and has not synced yet, and our own cut of a torn
-            // tail: a sealed segment must survive a power loss whole, since no repair ever
-            // touches it again.
-            storage
-                .sync_data()
-                .map_err(|e| Error::io(Op::Fsync, &self.path, e))?;
-        }
+    pub(crate) fn rotate(&self, sync_live: impl FnOnce() -> Result<()>) -> Result<u64> {
+        // Whatever another process wrote and has not synced yet, and our own cut of a torn
+        // tail: a sealed segment must survive a power loss whole, since no repair ever touches
+        // it again. (The writer's own fsync: only `locked.rs` syncs the live file.)
+        sync_live()?;
         let n = self.next_number()?;
         let sealed = segment::segment_path(&self.path, n);
         self.dir
@@ -368,7 +363,7 @@ mod tests {
     use super::*;
     use crate::dir::faulty::{Fault, FaultyDir, Plan, Step};
     use crate::history::History;
-    use crate::storage::FileStorage;
+    use crate::storage::{FileStorage, Storage as _};
     use std::fs::{self, OpenOptions};
     use std::io::Write as _;
 
@@ -421,7 +416,12 @@ mod tests {
         }
 
         fn rotate(&self) -> Result<u64> {
-            self.life.rotate(&self.storage())
+            let storage = self.storage();
+            self.life.rotate(|| {
+                storage
+                    .sync_data()
+                    .map_err(|e| Error::io(Op::Fsync, &self.path, e))
+            })
         }
 
         fn fail(&self, step: Step, skip: usize) {

@@ -187,7 +187,7 @@ impl Io {
         if !self.life.should_rotate(start, len) {
             return Ok((start, false));
         }
-        if let Err(e) = self.life.rotate(&*self.storage) {
+        if let Err(e) = self.life.rotate(|| self.sync_file()) {
             let sealed = self
                 .life
                 .dir

@@ -186,6 +186,15 @@ impl Journal {
     /// or may not be on disk — but whole or not at all — and the handle refuses appends until
     /// [`Journal::reopen`].
     ///
+    /// # The live file
+    ///
+    /// The record goes to the file at the journal's path *now*: under the lock the handle
+    /// checks that its open file is still that one (device and inode) and, if another writer
+    /// rotated it away (or a program moved it), opens the path again, creating the file if it
+    /// is missing. With [`Options::rotate_size`], the batch may first seal the live file as the
+    /// next segment, and then runs retention (whose failures never fail the append; see
+    /// [`Options::retain_size`]).
+    ///
     /// # Errors
     ///
     /// - [`Error::Unrepresentable`] if the visit cannot be written (see [`Visit::check`]);
@@ -229,8 +238,8 @@ impl Journal {
     /// poisoned state.
     ///
     /// Call it after an append failed with [`Error::is_poisoned`]: the new handle starts with
-    /// a clean slate (no pending fsync error), and the repair runs again. It also picks up a
-    /// file that was moved away and recreated (log rotation). Appends wait while it runs.
+    /// a clean slate (no pending fsync error), and the repair runs again. (A file moved away
+    /// or rotated needs no reopen: every append follows the path.) Appends wait while it runs.
     ///
     /// # Errors
     ///
