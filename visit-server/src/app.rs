@@ -134,7 +134,13 @@ impl App {
             None => Visit::now(ip),
         };
         let started = Instant::now();
-        match self.journal.append(&visit) {
+        let appended = self.journal.append(&visit);
+        // A rotation or retention that failed beside this append: it did not fail the visit,
+        // and the journal retries it; say why, once.
+        if let Some(e) = self.journal.take_lifecycle_error() {
+            log_journal_error("journal_lifecycle_failed", self.journal.path(), &e);
+        }
+        match appended {
             Ok(()) => {
                 self.metrics.visit_recorded(started.elapsed());
                 // A success proves the file writable again (space was freed, the lock came
