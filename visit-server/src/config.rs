@@ -95,6 +95,10 @@ impl Default for Config {
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "built once at startup and matched at once; boxing would only add noise"
+)]
 pub enum Command {
     /// Serve with this configuration.
     Run(Config),
