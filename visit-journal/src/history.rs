@@ -67,8 +67,8 @@ pub struct History {
     summary: Summary,
     /// The files not yet read, oldest first, each already open.
     parts: VecDeque<Part>,
-    /// The file being read.
-    current: Option<Reader>,
+    /// The file being read, and its segment number (`None`: the live file).
+    current: Option<(Option<u64>, Reader)>,
     /// Set after an I/O error: the iteration is over.
     failed: bool,
 }
@@ -76,6 +76,8 @@ pub struct History {
 /// One open file of the history.
 #[derive(Debug)]
 struct Part {
+    /// The segment's number; `None` for the live file.
+    segment: Option<u64>,
     path: PathBuf,
     file: File,
 }
@@ -142,7 +144,10 @@ impl History {
             let mut parts: VecDeque<Part> = sealed
                 .into_iter()
                 .filter(|(n, _)| *n > summary.folded_through)
-                .map(|(_, (part, _))| part)
+                .map(|(n, (mut part, _))| {
+                    part.segment = Some(n);
+                    part
+                })
                 .collect();
             parts.extend(live.map(|(part, _)| part));
             return Ok(History {
@@ -169,8 +174,28 @@ impl History {
     pub fn files(&self) -> impl Iterator<Item = &Path> {
         self.current
             .iter()
-            .map(Reader::path)
+            .map(|(_, r)| r.path())
             .chain(self.parts.iter().map(|p| p.path.as_path()))
+    }
+
+    /// Visits per day counted in the summary: those of the segments retention deleted.
+    pub fn retired_days(&self) -> &BTreeMap<NaiveDate, u64> {
+        &self.summary.days
+    }
+
+    /// The files still to be read, oldest first, each as a [`Reader`] with its segment number
+    /// (`None` for the live file): for a caller that keeps what it computed from each sealed
+    /// segment, since a sealed segment never changes (its number is never reused).
+    ///
+    /// Each reader is built when the iterator reaches it, so only one buffer is in memory at a
+    /// time.
+    pub fn into_files(mut self) -> impl Iterator<Item = Result<(Option<u64>, Reader)>> {
+        let current = self.current.take().map(Ok);
+        current.into_iter().chain(
+            self.parts
+                .into_iter()
+                .map(|part| Ok((part.segment, part.reader()?))),
+        )
     }
 
     /// Visits counted in the summary: those of the segments retention deleted.
@@ -206,9 +231,9 @@ impl History {
         self.parts.drain(..first);
         if let Some(reader) = positioned {
             // The tail starts in this file: read it from there, the later ones whole.
-            self.parts.pop_front();
-            self.current = Some(reader);
-        } else if let Some(current) = &mut self.current {
+            let segment = self.parts.pop_front().and_then(|p| p.segment);
+            self.current = Some((segment, reader));
+        } else if let Some((_, current)) = &mut self.current {
             // Every file after it is wanted whole, and some of the file being read too.
             need -= current.tail(need)?;
         }
@@ -238,7 +263,7 @@ impl History {
     /// [`Error::Io`] if reading fails.
     pub fn count_lines(mut self) -> Result<u64> {
         let mut count = match self.current.take() {
-            Some(reader) => reader.count_lines()?,
+            Some((_, reader)) => reader.count_lines()?,
             None => 0,
         };
         for part in self.parts {
@@ -256,7 +281,7 @@ impl History {
     /// [`Error::Io`] if reading fails.
     pub fn days(mut self) -> Result<BTreeMap<NaiveDate, u64>> {
         let mut all = self.summary.clone();
-        if let Some(reader) = self.current.take() {
+        if let Some((_, reader)) = self.current.take() {
             all.add(&tally_file(reader)?);
         }
         for part in self.parts {
@@ -275,7 +300,7 @@ impl History {
     /// # Errors
     ///
     /// [`Error::Io`] if reading fails.
-    pub fn verify(mut self) -> Result<Report> {
+    pub fn verify(self) -> Result<Report> {
         let mut total = Report {
             records: 0,
             corrupt_lines: 0,
@@ -284,14 +309,8 @@ impl History {
             torn_tail_bytes: 0,
             unrepairable_tail: None,
         };
-        let readers = self
-            .current
-            .take()
-            .map(Ok)
-            .into_iter()
-            .chain(self.parts.into_iter().map(Part::reader));
-        for reader in readers {
-            let report = reader?.verify()?;
+        for file in self.into_files() {
+            let report = file?.1.verify()?;
             total.records += report.records;
             total.corrupt_lines += report.corrupt_lines;
             let room = Report::MAX_ERRORS - total.errors.len();
@@ -310,7 +329,10 @@ impl History {
     /// torn tail. Streams in constant memory.
     pub fn into_text(mut self) -> impl Read + Send + 'static {
         HistoryText {
-            current: self.current.take().map(|r| Box::new(r.into_text()) as _),
+            current: self
+                .current
+                .take()
+                .map(|(_, r)| Box::new(r.into_text()) as _),
             parts: self.parts,
         }
     }
@@ -318,12 +340,13 @@ impl History {
     fn next_reader(&mut self) -> Option<Result<&mut Reader>> {
         if self.current.is_none() {
             let part = self.parts.pop_front()?;
+            let segment = part.segment;
             match part.reader() {
-                Ok(reader) => self.current = Some(reader),
+                Ok(reader) => self.current = Some((segment, reader)),
                 Err(e) => return Some(Err(e)),
             }
         }
-        self.current.as_mut().map(Ok)
+        self.current.as_mut().map(|(_, r)| Ok(r))
     }
 }
 
@@ -388,6 +411,7 @@ fn open_part(path: &Path) -> Result<Option<(Part, FileId)>> {
     };
     let meta = file.metadata().map_err(|e| Error::io(Op::Stat, path, e))?;
     let part = Part {
+        segment: None,
         path: path.to_path_buf(),
         file,
     };

@@ -451,3 +451,35 @@ fn corrupt_lines_in_segments_are_reported_with_their_file() {
         (50, 1)
     );
 }
+
+#[test]
+fn history_files_name_their_segments_for_callers_that_keep_counts() {
+    let t = TempJournal::new();
+    let journal = Options::new()
+        .sync(false)
+        .rotate_size(4096)
+        .retain_size(2 * 4096)
+        .open(&t.path)
+        .unwrap();
+    let all = visits(0..600);
+    for chunk in all.chunks(30) {
+        journal.append_batch(chunk).unwrap();
+    }
+    let history = History::open(&t.path).unwrap();
+    let retired: u64 = history.retired_days().values().sum();
+    assert_eq!(retired, history.retired_visits());
+    let files: Vec<(Option<u64>, u64)> = history
+        .into_files()
+        .map(|f| {
+            let (segment, reader) = f.unwrap();
+            (segment, reader.count_lines().unwrap())
+        })
+        .collect();
+    let numbers: Vec<Option<u64>> = segments(&t.path)
+        .iter()
+        .map(|p| p.to_str().unwrap().rsplit('.').next().unwrap().parse().ok())
+        .chain([None])
+        .collect();
+    assert_eq!(files.iter().map(|f| f.0).collect::<Vec<_>>(), numbers);
+    assert_eq!(retired + files.iter().map(|f| f.1).sum::<u64>(), 600);
+}
