@@ -50,7 +50,7 @@ sample_rss() {
 
 # Two seconds of load before measuring, the same for both servers: both pools of threads
 # start cold, and tiny_http's starts a burst of new connections slowly (see visit-server's
-# `server` module docs).
+# `tiny_http_quirks` module docs).
 warm() { wrk -t2 -c64 -d2s "$1" >/dev/null; }
 
 note "machine: $(nproc) cores, kernel $(uname -r), $(df -T "$work" | awk 'NR==2 {print $2" on "$1}')"

@@ -398,6 +398,12 @@ impl Group {
         result
     }
 
+    /// How many appends wait in the open batch (for tests that set a scene).
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> u64 {
+        self.open_calls.load(Relaxed)
+    }
+
     /// True if the handle refuses appends until reopened.
     pub(crate) fn is_poisoned(&self) -> bool {
         self.lock_state().poisoned

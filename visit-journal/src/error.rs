@@ -74,7 +74,9 @@ pub enum Error {
     ///
     /// After a failed fsync the kernel may have dropped the dirty pages and cleared the error, so
     /// a retried fsync could succeed without the data being on disk. The handle therefore
-    /// refuses every further append until [`Journal::reopen`](crate::Journal::reopen) succeeds.
+    /// refuses every further append until [`Journal::reopen`](crate::Journal::reopen) succeeds,
+    /// and `reopen` succeeds only once the failed batch is off the file or synced again (see
+    /// the crate docs, "Durability").
     #[error("journal {} refuses appends after a failed fsync; reopen it", path.display())]
     Poisoned {
         /// The journal file.
@@ -205,6 +207,10 @@ pub enum Op {
     Rename,
     /// Deleting a retired segment (or a stale temporary summary).
     Remove,
+    /// Making the file safe again after a failed fsync: cutting off (or, if records follow
+    /// it, writing again and syncing) the batch whose fsync failed. Poisons: until it succeeds,
+    /// nothing more is acknowledged. See [`Journal::reopen`](crate::Journal::reopen).
+    Settle,
 }
 
 impl Op {
@@ -226,6 +232,7 @@ impl Op {
             Op::ListDirectory => "list directory",
             Op::Rename => "rename",
             Op::Remove => "remove",
+            Op::Settle => "cut or resync the batch whose fsync failed in",
         }
     }
 
@@ -234,7 +241,7 @@ impl Op {
     pub fn poisons(self) -> bool {
         // Exhaustive on purpose: a new operation must say whether it poisons.
         match self {
-            Op::Unlock | Op::RollBack | Op::Fsync => true,
+            Op::Unlock | Op::RollBack | Op::Fsync | Op::Settle => true,
             Op::Open
             | Op::Create
             | Op::CreateDirectory
@@ -337,6 +344,7 @@ mod tests {
             (Op::ListDirectory, "list directory"),
             (Op::Rename, "rename"),
             (Op::Remove, "remove"),
+            (Op::Settle, "cut or resync the batch whose fsync failed in"),
         ];
         for (op, verb) in all {
             let err = Error::io(op, Path::new("/v.txt"), io::Error::from_raw_os_error(5));
@@ -349,7 +357,7 @@ mod tests {
             .map(|(op, _)| *op)
             .filter(|op| op.poisons())
             .collect();
-        assert_eq!(poisoning, [Op::Unlock, Op::RollBack, Op::Fsync]);
+        assert_eq!(poisoning, [Op::Unlock, Op::RollBack, Op::Fsync, Op::Settle]);
     }
 
     #[test]

@@ -64,9 +64,32 @@
 //! - **Whole lines or nothing.** Each batch goes out in one `write` under an exclusive lock.
 //!   If the write fails (a full disk, say), the file is truncated back to its last whole line
 //!   and the append returns `Err`; later appends succeed once there is room, without a
-//!   restart. If the `fdatasync` fails, the append returns `Err` and the handle refuses every
-//!   further append until [`Journal::reopen`]: after a failed fsync Linux may have dropped the
-//!   data and cleared the error, so retrying and calling it durable would be a lie.
+//!   restart.
+//! - **A failed fsync.** If the `fdatasync` fails, the append returns `Err` and the handle
+//!   refuses every further append until [`Journal::reopen`]: after a failed fsync Linux may
+//!   have dropped the data and cleared the error, so retrying and calling it durable would be
+//!   a lie. Worse, a later fsync (by this descriptor or a fresh one) can succeed while the
+//!   failed batch's pages are lost, so records acknowledged after them would sit behind
+//!   bytes that read as zeros after a power loss, and the power-loss repair (see "Crash
+//!   recovery") would cut them too. So before the error is returned, the handle, under the
+//!   lock, makes the file safe:
+//!   - if the failed batch is still the end of the file, it is cut off, and the cut is
+//!     fsynced: the file is exactly what was acknowledged;
+//!   - if records follow it (another process appended meanwhile), it cannot be cut; its bytes
+//!     are written again in place and fsynced through a fresh descriptor (which reports any
+//!     new error), so that they are on disk before anything more is acknowledged. Its
+//!     appenders were told it failed; its records stay in the file, whole;
+//!   - if that fails too (the disk still fails, the lock is not granted, or the batch's bytes
+//!     were changed by someone else), the handle remembers the batch and stays poisoned, and
+//!     every [`Journal::reopen`] tries again first and fails ([`Op::Settle`]) until it
+//!     succeeds: nothing more is acknowledged through this handle in the meantime.
+//!
+//!   Not covered: another process cannot know of this handle's failed batch. If this process
+//!   dies, or drops its poisoned `Journal` instead of reopening it, before the file is safe,
+//!   the next writer (whose fresh descriptor reports no error) appends after the unsynced
+//!   bytes. And a file system that acknowledges an fsync and drops the data cannot be
+//!   defended against (ext4 with delayed allocation on a thin-provisioned device that runs
+//!   out of space has been seen to do it).
 //! - **Many writers.** Threads share one `Journal`; processes each open their own. Appends
 //!   exclude each other with `flock(2)`, and concurrent appends in a process share one
 //!   `write` and one `fdatasync` (group commit), so throughput grows with the number of
@@ -164,6 +187,11 @@
 //! data was written but never synced; nothing acknowledged can follow them, so when a journal
 //! is opened it also cuts from the first line containing a NUL, if that line starts within the
 //! last 1 MiB. [`Stats::repaired_bytes`] counts what was cut.
+//!
+//! After a failed `fdatasync` the writer cuts its unsynced batch off the file (or makes it
+//! durable again) before anything else is appended, so that the power-loss repair can never
+//! take acknowledged records with it (see "Durability"); [`Stats::repaired_bytes`] counts
+//! those cuts too.
 //!
 //! Repairs never destroy what does not look like debris of records: an unterminated last line
 //! longer than 4 KiB or containing bytes no record has is refused with [`Error::Corrupt`], so

@@ -22,7 +22,9 @@ use crate::lifecycle::{self, Lifecycle};
 use crate::options::Options;
 use crate::repair::{self, Cut};
 use crate::segment::Retention;
-use crate::storage::{FileStorage, Storage, count_newlines, last_line_end, read_exact_at};
+use crate::storage::{
+    FileStorage, Storage, count_newlines, last_line_end, read_exact_at, read_up_to,
+};
 
 /// What a journal handle has done, kept across reopens; read by `Journal::stats`.
 #[derive(Debug, Default)]
@@ -63,6 +65,19 @@ pub(crate) struct Io {
     retry_retention: Option<Instant>,
     /// Shared with the journal, which reads them for `stats` while a thread holds the `Io`.
     counters: Arc<Counters>,
+    /// The batch this handle wrote and has not yet seen through a successful fsync (or taken
+    /// back). After a failed fsync it is the part of the file nobody can vouch for, and it
+    /// stays here until [`Io::settle`] has made the file safe again.
+    unsynced: Unsynced,
+}
+
+/// Where the last batch went, and its bytes, until an fsync covers it.
+#[derive(Debug, Default)]
+struct Unsynced {
+    /// The batch's offset in the file, while it is unsynced.
+    start: Option<u64>,
+    /// The batch's bytes (the buffer is reused from batch to batch).
+    bytes: Vec<u8>,
 }
 
 /// How long after a failed retention it is tried again (besides at every rotation and open):
@@ -134,6 +149,7 @@ impl Io {
             life,
             retry_retention: None,
             counters,
+            unsynced: Unsynced::default(),
         };
         io.repair_on_open()?;
         Ok(io)
@@ -151,24 +167,47 @@ impl Io {
     pub(crate) fn append(&mut self, batch: &[u8]) -> Result<Duration> {
         let mut lock = self.lock_live()?;
         let written = match self.make_room(&mut lock, batch.len() as u64) {
-            Ok((start, rotated)) => self.write_or_roll_back(batch, start).map(|()| {
-                self.counters
-                    .live_bytes
-                    .store(start + batch.len() as u64, Relaxed);
-                let due = self.retry_retention.is_some_and(|at| Instant::now() >= at);
-                if rotated || due {
-                    self.retain_quietly();
-                }
-            }),
+            Ok((start, rotated)) => {
+                // Noted before the write, so that even a write that unwinds leaves it for
+                // `settle`.
+                self.unsynced.start = Some(start);
+                self.unsynced.bytes.clear();
+                self.unsynced.bytes.extend_from_slice(batch);
+                self.write_or_roll_back(batch, start).map(|()| {
+                    self.counters
+                        .live_bytes
+                        .store(start + batch.len() as u64, Relaxed);
+                    let due = self.retry_retention.is_some_and(|at| Instant::now() >= at);
+                    if rotated || due {
+                        self.retain_quietly();
+                    }
+                })
+            }
             Err(e) => Err(e),
         };
+        if written.as_ref().is_err_and(Error::is_poisoned) {
+            // A rollback failed, or its fsync did: part of the batch may be in the file,
+            // unsynced. Settle it while we hold the lock, as after a failed fsync (below).
+            let _ = self.settle_locked();
+        }
         let unlocked = lock.release().map_err(|e| self.io(Op::Unlock, e));
         written?;
         // If unlocking failed, the lock is released only when the file is closed: the error
         // poisons the handle (see `Op::poisons`), and reopening is the way out.
         unlocked?;
         let started = Instant::now();
-        self.sync_file()?;
+        if let Err(e) = self.sync_file() {
+            // The batch may never reach the disk, and Linux reports a writeback error once per
+            // open file: a later fsync, by this descriptor or a fresh one, can succeed while
+            // these pages are lost. Were more records acknowledged after them, a power loss
+            // would leave zeros before those records, and the power-loss repair would cut them
+            // too. So the batch comes off the file now, before anything else is appended. If
+            // that fails, it stays noted, the handle is poisoned, and `reopen` tries again
+            // before it lets anything more be acknowledged.
+            let _ = self.settle();
+            return Err(e);
+        }
+        self.unsynced.start = None;
         Ok(started.elapsed())
     }
 
@@ -227,19 +266,97 @@ impl Io {
     }
 
     /// Writes `bytes` at the end (`start`); on failure truncates back to `start`.
-    fn write_or_roll_back(&self, bytes: &[u8], start: u64) -> Result<()> {
+    fn write_or_roll_back(&mut self, bytes: &[u8], start: u64) -> Result<()> {
         let Err(write_error) = write_all(&*self.storage, bytes) else {
             return Ok(());
         };
         let write_error = self.io(Op::Write, write_error);
         if let Err(e) = self.storage.truncate(start) {
             // Part of the batch stays in the file and we cannot take it back: refuse to
-            // acknowledge anything more until a reopen (whose repair cuts a torn tail).
+            // acknowledge anything more until a reopen (which settles it first).
             return Err(self.io(Op::RollBack, e));
         }
         // Make the rollback durable too, so a crash cannot resurrect a half-written batch.
         self.sync_file()?;
+        self.unsynced.start = None;
         Err(write_error)
+    }
+
+    /// True if a batch of this handle's may be in the file without having been synced (its
+    /// fsync, write or rollback failed, and [`Io::settle`] has not made the file safe since).
+    pub(crate) fn is_unsettled(&self) -> bool {
+        self.unsynced.start.is_some()
+    }
+
+    /// After a failed fsync (or rollback): makes the file safe to append to again, under the
+    /// lock, or says why it cannot.
+    ///
+    /// - If the unsynced batch (or what is left of it) is still the end of the file, it is
+    ///   cut off and the cut is fsynced: the file is then exactly what was acknowledged.
+    /// - If records follow it (another process appended meanwhile), it cannot be cut; its
+    ///   bytes are written again in place and fsynced through a fresh descriptor, which
+    ///   reports any new writeback error: once that succeeds, the batch is on disk and
+    ///   nothing after it can be cut by the power-loss repair. (Its appenders were told it
+    ///   failed; like any record of a failed fsync it may or may not be there.)
+    /// - If its place holds other bytes than the batch (or NULs, where the kernel dropped the
+    ///   pages), nothing can be proven: the error says so, and the batch stays noted.
+    ///
+    /// Does nothing if no batch is unsettled.
+    pub(crate) fn settle(&mut self) -> Result<()> {
+        if !self.is_unsettled() {
+            return Ok(());
+        }
+        let lock = self.lock_file()?;
+        let settled = self.settle_locked();
+        let unlocked = lock.release().map_err(|e| self.io(Op::Unlock, e));
+        settled?;
+        unlocked
+    }
+
+    fn settle_locked(&mut self) -> Result<()> {
+        let Some(start) = self.unsynced.start else {
+            return Ok(());
+        };
+        let settle = |e| Error::io(Op::Settle, &self.path, e);
+        let ours = &self.unsynced.bytes;
+        let end = start + ours.len() as u64;
+        let len = self.storage.len().map_err(settle)?;
+        let present = (len.clamp(start, end) - start) as usize;
+        let mut found = vec![0; present];
+        let n = read_up_to(&*self.storage, &mut found, start).map_err(settle)?;
+        let intact = n == present
+            && found
+                .iter()
+                .zip(ours)
+                .all(|(&found, &ours)| found == ours || found == 0);
+        if !intact {
+            return Err(settle(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the bytes at {start}..{end}, written by an append whose fsync failed, are \
+                     no longer what was written: nothing after them can be proven durable"
+                ),
+            )));
+        }
+        // Another writer may have rotated the file away since: a sealed segment is never cut
+        // (its content is final, and readers and retention rely on it), so what is there of
+        // the batch is made durable in place instead.
+        let sealed = self.life.dir.id(&self.path).map_err(settle)? != Some(self.id);
+        if len <= end && !sealed {
+            if len > start {
+                self.storage.truncate(start).map_err(settle)?;
+                self.counters.repaired_bytes.fetch_add(len - start, Relaxed);
+            }
+            if self.sync {
+                self.storage.sync_data().map_err(settle)?;
+            }
+        } else if self.sync {
+            self.storage
+                .rewrite_durably(&ours[..present], start)
+                .map_err(settle)?;
+        }
+        self.unsynced.start = None;
+        Ok(())
     }
 
     /// Checks that a batch could be written now: under the lock, writes [`PROBE`] at the end

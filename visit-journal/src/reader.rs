@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Op, Result};
 use crate::repair::{self, Cut};
-use crate::storage::{CHUNK, FileStorage, ReadAt, count_newlines, last_line_end};
+use crate::storage::{CHUNK, FileStorage, ReadAt, count_newlines, last_line_end, read_up_to};
 use crate::visit::{MAX_LINE, Visit, parse_record};
 
 /// Streams the visits of a journal, oldest first, in constant memory.
@@ -56,6 +56,12 @@ use crate::visit::{MAX_LINE, Visit, parse_record};
 /// before its append returns, and if that append then fails and is rolled back, the record
 /// disappears again. Readers that must see only acknowledged visits should ask the process
 /// that appended them.
+///
+/// A writer shrinks the file only to take back its own end (a rolled-back batch, the probe of
+/// [`Journal::check_writable`](crate::Journal::check_writable), a torn tail). A reader that
+/// meets such a shrink does not fail: opening and [`tail`](Reader::tail) look again at the
+/// new length, and reading stops at the last complete line still there, never reading past
+/// where its snapshot ended.
 #[derive(Debug)]
 pub struct Reader {
     /// The file's path, or the name given to [`Reader::from_bytes`]: what errors name.
@@ -126,6 +132,50 @@ impl ReadAt for Source {
     }
 }
 
+impl Source {
+    /// The length of the file now.
+    fn len(&self) -> io::Result<u64> {
+        match self {
+            Source::File(file) => Ok(file.file.metadata()?.len()),
+            Source::Bytes(bytes) => Ok(bytes.len() as u64),
+        }
+    }
+}
+
+/// How often a reader looks again when the file changed under it (see [`snapshot`]). A writer
+/// shrinks a file only to take back a failed batch, a probe or a torn tail, which takes
+/// microseconds; this bound is only there so that no file can keep a reader looping.
+const MAX_LOOKS: u32 = 100;
+
+/// The file's length and where its last complete line ends, as of one moment, starting from
+/// the length `len` just read.
+///
+/// Readers take no lock, so a writer may shrink the file while we read its end (a rolled-back
+/// batch, the probe of `check_writable`, a torn tail being cut): a short read means the file
+/// shrank, so we read the length again and retry rather than fail. And an unterminated end
+/// may be bytes in flight (a batch being written or taken back, a probe): if the length moved
+/// while we looked, we look again rather than report them as a torn tail.
+fn snapshot(file: &Source, mut len: u64) -> io::Result<(u64, u64)> {
+    let mut looks = 0;
+    loop {
+        looks += 1;
+        match last_line_end(file, len) {
+            Ok(end) if end == len || looks >= MAX_LOOKS => return Ok((len, end)),
+            Ok(end) => {
+                let now = file.len()?;
+                if now == len {
+                    return Ok((len, end));
+                }
+                len = now;
+            }
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && looks < MAX_LOOKS => {
+                len = file.len()?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 impl Reader {
     /// Opens the journal at `path` for reading.
     ///
@@ -148,14 +198,9 @@ impl Reader {
             let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file");
             return Err(io(Op::Open, e));
         }
-        let len = meta.len();
-        let end = last_line_end(&file, len).map_err(|e| io(Op::Read, e))?;
-        Ok(Reader::new(
-            path.to_path_buf(),
-            Source::File(file),
-            len,
-            end,
-        ))
+        let file = Source::File(file);
+        let (len, end) = snapshot(&file, meta.len()).map_err(|e| io(Op::Read, e))?;
+        Ok(Reader::new(path.to_path_buf(), file, len, end))
     }
 
     /// A reader over a journal's bytes held in memory (say, the body of another replica's
@@ -219,6 +264,10 @@ impl Reader {
 
     /// How many bytes followed the last complete line when the reader was opened: a torn
     /// tail, which readers ignore and the next writer cuts (0 if the file ended with `\n`).
+    ///
+    /// Bytes a writer has in flight at that moment (a batch being written, the 4 KiB probe of
+    /// [`Journal::check_writable`](crate::Journal::check_writable)) count too: a reader sees
+    /// the file as it is.
     pub fn torn_tail_bytes(&self) -> u64 {
         self.len - self.end
     }
@@ -234,9 +283,16 @@ impl Reader {
     /// [`Error::Io`] if reading fails.
     pub fn check_tail(&self) -> Result<Option<Error>> {
         let mut tail = vec![0; (self.len - self.end).min(repair::MAX_TORN + 1) as usize];
-        crate::storage::read_exact_at(&self.file, &mut tail, self.end)
-            .map_err(|e| self.io(Op::Read, e))?;
-        let Cut::Refuse { offset, reason } = repair::torn_tail(self.end, self.len, &tail) else {
+        let n = read_up_to(&self.file, &mut tail, self.end).map_err(|e| self.io(Op::Read, e))?;
+        // Fewer bytes than we saw at open: the file shrank since (a writer cut or took back
+        // its end). Judge what is left, as a writer now would.
+        let len = if n < tail.len() {
+            self.end + n as u64
+        } else {
+            self.len
+        };
+        tail.truncate(n);
+        let Cut::Refuse { offset, reason } = repair::torn_tail(self.end, len, &tail) else {
             return Ok(None);
         };
         let line = match self.line {
@@ -262,26 +318,40 @@ impl Reader {
     /// [`Error::Io`] if reading fails.
     pub fn tail(&mut self, n: u64) -> Result<u64> {
         let start = self.pos();
-        let mut found = 0; // newlines seen, counting the one that ends the last line
-        let mut at = self.end;
-        let mut from = start;
         let mut chunk = vec![0; CHUNK];
-        'scan: while at > start {
-            let lo = at.saturating_sub(CHUNK as u64).max(start);
-            let n_read = (at - lo) as usize;
-            crate::storage::read_exact_at(&self.file, &mut chunk[..n_read], lo)
-                .map_err(|e| self.io(Op::Read, e))?;
-            for i in (0..n_read).rev() {
-                if chunk[i] == b'\n' {
-                    found += 1;
-                    if found == n + 1 {
-                        from = lo + i as u64 + 1;
-                        break 'scan;
+        let mut looks = 0;
+        let (found, from) = 'look: loop {
+            looks += 1;
+            let mut found = 0; // newlines seen, counting the one that ends the last line
+            let mut at = self.end;
+            while at > start {
+                let lo = at.saturating_sub(CHUNK as u64).max(start);
+                let want = (at - lo) as usize;
+                let got = read_up_to(&self.file, &mut chunk[..want], lo)
+                    .map_err(|e| self.io(Op::Read, e))?;
+                if got < want && looks < MAX_LOOKS {
+                    // The file shrank below what we saw at open (a writer took back a batch we
+                    // saw): stop at its last complete line now, and look again.
+                    let now = self.file.len().map_err(|e| self.io(Op::Read, e))?;
+                    let end = last_line_end(&self.file, now.min(self.end))
+                        .map_err(|e| self.io(Op::Read, e))?;
+                    self.end = end.max(start);
+                    self.len = self.len.min(now).max(self.end);
+                    continue 'look;
+                }
+                for i in (0..got).rev() {
+                    if chunk[i] == b'\n' {
+                        found += 1;
+                        // `found > n`, not `found == n + 1`: `n` may be `u64::MAX`.
+                        if found > n {
+                            break 'look (n, lo + i as u64 + 1);
+                        }
                     }
                 }
+                at = lo;
             }
-            at = lo;
-        }
+            break (found, start);
+        };
         if from != start {
             self.line = None;
         }
@@ -454,9 +524,12 @@ impl Reader {
             }
             match self.refill() {
                 Ok(true) => {}
-                // The file shrank below what we saw at open: what is left is not a line.
+                // The file shrank below what we saw at open: what is left is not a line, and
+                // nothing past it will ever be read (so the snapshot ends here, also for
+                // `into_text`).
                 Ok(false) => {
                     self.end = self.pos();
+                    self.hi = self.lo;
                     return None;
                 }
                 Err(e) => return Some(Err(self.fail(Op::Read, e))),
@@ -493,7 +566,7 @@ impl Reader {
             self.lo = 0;
         }
         let at = self.buf_start + self.hi as u64;
-        let want = ((self.end - at) as usize).min(self.buf.len() - self.hi);
+        let want = (self.end.saturating_sub(at) as usize).min(self.buf.len() - self.hi);
         if want == 0 {
             return Ok(false);
         }
@@ -559,7 +632,8 @@ impl Text {
     fn fill(&mut self) -> io::Result<()> {
         let held = self.held_end - self.hi;
         self.buf.copy_within(self.hi..self.held_end, 0);
-        let want = ((self.end - self.pos) as usize).min(self.buf.len() - held);
+        // Never past the snapshot's end, whatever the file does meanwhile.
+        let want = (self.end.saturating_sub(self.pos) as usize).min(self.buf.len() - held);
         let n = if want == 0 {
             0
         } else {

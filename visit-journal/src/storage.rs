@@ -35,6 +35,11 @@ pub(crate) trait Storage: ReadAt {
     fn truncate(&self, len: u64) -> io::Result<()>;
     /// `fdatasync(2)`.
     fn sync_data(&self) -> io::Result<()>;
+    /// Writes `buf` at `offset`, inside the file (not at its end), and `fdatasync`s it,
+    /// through a descriptor of its own: the file's own is opened with `O_APPEND`, with which
+    /// Linux's `pwrite` appends. Used only to make durable again a batch whose fsync failed
+    /// (see `locked.rs`, `settle_locked`).
+    fn rewrite_durably(&self, buf: &[u8], offset: u64) -> io::Result<()>;
 }
 
 /// The real thing: a file opened for reading and appending.
@@ -108,6 +113,24 @@ impl Storage for FileStorage {
         // Only locked.rs calls this: an acknowledgement follows it.
         retry_eintr(|| self.file.sync_data())
     }
+
+    fn rewrite_durably(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd as _;
+        use std::os::unix::fs::MetadataExt as _;
+        // /proc/self/fd/N names this very file, even if it was renamed or unlinked since. The
+        // check of device and inode guards against anything else answering to that name.
+        let other = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/self/fd/{}", self.file.as_raw_fd()))?;
+        let (ours, theirs) = (self.file.metadata()?, other.metadata()?);
+        if (ours.dev(), ours.ino()) != (theirs.dev(), theirs.ino()) {
+            return Err(io::Error::other(
+                "/proc/self/fd does not name the journal's file",
+            ));
+        }
+        retry_eintr(|| other.write_all_at(buf, offset))?;
+        retry_eintr(|| other.sync_data())
+    }
 }
 
 /// Retries `op` while it fails with `EINTR`.
@@ -118,6 +141,23 @@ pub(crate) fn retry_eintr<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Resul
             other => return other,
         }
     }
+}
+
+/// Reads `buf.len()` bytes at `offset`, or fewer if the end of the file comes first; returns
+/// how many.
+pub(crate) fn read_up_to(
+    storage: &(impl ReadAt + ?Sized),
+    buf: &mut [u8],
+    offset: u64,
+) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match storage.read_at(&mut buf[done..], offset + done as u64)? {
+            0 => break,
+            n => done += n,
+        }
+    }
+    Ok(done)
 }
 
 /// Reads exactly `buf.len()` bytes at `offset`, or fails with `UnexpectedEof`.
@@ -184,7 +224,7 @@ pub(crate) mod faulty {
     //! A [`Storage`] that fails on cue.
 
     use super::*;
-    use std::sync::Mutex;
+    use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
     /// What to do to the next calls.
     #[derive(Debug, Default)]
@@ -198,27 +238,68 @@ pub(crate) mod faulty {
         pub(crate) sync_errno: Option<i32>,
         /// Fail the next `unlock` calls with `EIO`, leaving the lock held.
         pub(crate) fail_unlocks: usize,
+        /// Fail the next `rewrite_durably` calls with `EIO`, writing nothing.
+        pub(crate) fail_rewrites: usize,
         /// Fail the next `truncate` calls with `EIO`.
         pub(crate) fail_truncates: usize,
         /// Return `EINTR` from the next writes before doing anything.
         pub(crate) interrupt_writes: usize,
         /// Panic in the next write, as a bug in the I/O path would.
         pub(crate) panic_in_write: bool,
+        /// Hold the next `sync_data` call until the gate opens, after deciding whether it
+        /// fails (so a fault armed meanwhile hits the next batch, not this one).
+        pub(crate) sync_gate: Option<Arc<Gate>>,
         /// Calls seen, in order, for assertions.
         pub(crate) log: Vec<&'static str>,
+    }
+
+    /// A gate a test opens once the scene is set (say, once N appenders wait).
+    #[derive(Debug, Default)]
+    pub(crate) struct Gate {
+        /// (someone waits at the gate, the gate is open)
+        state: Mutex<(bool, bool)>,
+        changed: Condvar,
+    }
+
+    impl Gate {
+        /// Waits until a thread waits at the gate.
+        pub(crate) fn until_reached(&self) {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            while !state.0 {
+                state = self
+                    .changed
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+
+        pub(crate) fn open(&self) {
+            self.state.lock().unwrap_or_else(PoisonError::into_inner).1 = true;
+            self.changed.notify_all();
+        }
+
+        fn pass(&self) {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.0 = true;
+            self.changed.notify_all();
+            while !state.1 {
+                state = self
+                    .changed
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        }
     }
 
     #[derive(Debug)]
     pub(crate) struct FaultyStorage {
         pub(crate) inner: FileStorage,
-        pub(crate) faults: std::sync::Arc<Mutex<Faults>>,
+        pub(crate) faults: Arc<Mutex<Faults>>,
     }
 
     impl FaultyStorage {
         fn faults(&self) -> std::sync::MutexGuard<'_, Faults> {
-            self.faults
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
+            self.faults.lock().unwrap_or_else(PoisonError::into_inner)
         }
     }
 
@@ -283,12 +364,32 @@ pub(crate) mod faulty {
             self.inner.truncate(len)
         }
 
+        fn rewrite_durably(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+            let mut f = self.faults();
+            f.log.push("rewrite");
+            if f.fail_rewrites > 0 {
+                f.fail_rewrites -= 1;
+                return Err(io::Error::from_raw_os_error(5));
+            }
+            drop(f);
+            self.inner.rewrite_durably(buf, offset)
+        }
+
         fn sync_data(&self) -> io::Result<()> {
             let mut f = self.faults();
             f.log.push("fsync");
-            if f.fail_syncs > 0 {
+            let fail = f.fail_syncs > 0;
+            if fail {
                 f.fail_syncs -= 1;
-                return Err(io::Error::from_raw_os_error(f.sync_errno.unwrap_or(5)));
+            }
+            let errno = f.sync_errno.unwrap_or(5);
+            let gate = f.sync_gate.take();
+            drop(f);
+            if let Some(gate) = gate {
+                gate.pass();
+            }
+            if fail {
+                return Err(io::Error::from_raw_os_error(errno));
             }
             self.inner.sync_data()
         }

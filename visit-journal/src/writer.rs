@@ -47,7 +47,8 @@ pub struct Stats {
     pub bytes: u64,
     /// The largest number of records one batch has carried.
     pub largest_batch: u64,
-    /// Bytes cut from the end of the file by repairs (torn tails and power-loss debris).
+    /// Bytes cut from the end of the file by repairs (torn tails and power-loss debris) and
+    /// by the cut of a batch whose fsync failed.
     pub repaired_bytes: u64,
     /// Appends (batches) that failed and were rolled back, or failed to sync.
     pub failed_batches: u64,
@@ -182,9 +183,10 @@ impl Journal {
     /// `Ok` means the record and everything before it in the file went through a successful
     /// `fdatasync` (unless [`Options::sync`] is off). `Err` means it was not acknowledged: a
     /// failed write has been rolled back to the last whole line, so no part of the record is
-    /// left in the file. If the fsync itself failed ([`Error::is_poisoned`]), the record may
-    /// or may not be on disk — but whole or not at all — and the handle refuses appends until
-    /// [`Journal::reopen`].
+    /// left in the file. If the fsync itself failed ([`Error::is_poisoned`]), the batch was
+    /// cut off the file before the error was returned (or, if another process had appended
+    /// after it, written again and synced, so it stays, whole); the handle refuses appends
+    /// until [`Journal::reopen`]. See the crate docs, "Durability".
     ///
     /// # The live file
     ///
@@ -241,9 +243,21 @@ impl Journal {
     /// a clean slate (no pending fsync error), and the repair runs again. (A file moved away
     /// or rotated needs no reopen: every append follows the path.) Appends wait while it runs.
     ///
+    /// # Durability
+    ///
+    /// A fresh descriptor does not report the old one's writeback error, so the old handle
+    /// first makes sure that no batch of its whose fsync failed is left unsynced in the file
+    /// (normally the failed append already cut it; see the crate docs, "Durability"). Until
+    /// that succeeds, `reopen` fails with [`Op::Settle`](crate::Op::Settle) and the handle
+    /// stays poisoned, so nothing is acknowledged after bytes that may never reach the disk.
+    /// Reopen a poisoned handle rather than dropping it: only this handle knows where its
+    /// failed batch is.
+    ///
     /// # Errors
     ///
-    /// As [`Journal::open`]. On error the old handle stays, still poisoned if it was (and
+    /// As [`Journal::open`]; [`Error::Io`] with [`Op::Settle`](crate::Op::Settle) if a
+    /// failed batch cannot yet be cut off or synced again. On error the old handle stays,
+    /// still poisoned if it was (and
     /// poisoned if the error [`is_poisoned`](Error::is_poisoned), as every error that says so
     /// poisons the handle it came from).
     pub fn reopen(&self) -> Result<()> {
@@ -253,6 +267,9 @@ impl Journal {
                 // by the old file would block the new one's repair forever.
                 io.release_stale_lock();
             }
+            // Nothing may be acknowledged after a batch whose fsync failed until it is cut off
+            // or proven durable. The old handle knows where it is; a fresh one could not.
+            io.settle()?;
             *io = Io::open(&self.path, &self.options, Arc::clone(&self.counters))?;
             *poisoned = false;
             Ok(())
@@ -381,10 +398,11 @@ mod tests {
     use crate::error::Op;
     use crate::locked::PROBE;
     use crate::storage::FileStorage;
-    use crate::storage::faulty::{Faults, FaultyStorage};
+    use crate::storage::faulty::{Faults, FaultyStorage, Gate};
     use std::fs::{self, OpenOptions};
     use std::io;
     use std::sync::Mutex;
+    use std::time::{Duration, Instant};
 
     const ENOSPC: i32 = 28;
 
@@ -533,11 +551,11 @@ mod tests {
             Err(Error::Poisoned { .. })
         ));
 
-        // The unsynced record is whole (it may or may not survive a crash), never torn.
-        assert_eq!(f.contents(), lines(&[1, 2]));
+        // The unsynced record was cut off before anything else could follow it.
+        assert_eq!(f.contents(), lines(&[1]));
         f.journal.reopen().unwrap();
         f.journal.append(&visit(4)).unwrap();
-        assert_eq!(f.contents(), lines(&[1, 2, 4]));
+        assert_eq!(f.contents(), lines(&[1, 4]));
     }
 
     #[test]
@@ -604,7 +622,8 @@ mod tests {
         {
             let mut faults = f.faults();
             faults.space_left = Some((10, ENOSPC));
-            faults.fail_truncates = 1;
+            // The rollback, and the settling right after it, both fail.
+            faults.fail_truncates = 2;
         }
         let err = f.journal.append(&visit(2)).unwrap_err();
         assert!(
@@ -630,35 +649,72 @@ mod tests {
         assert_eq!(f.contents(), lines(&[1, 3]));
     }
 
-    #[test]
-    fn every_appender_of_a_failed_batch_gets_the_error() {
-        let f = Fixture::new();
-        f.faults().fail_syncs = 1;
-        let results: Vec<Result<()>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..8u8)
+    /// How many appenders share the batch under test.
+    const FOLLOWERS: u8 = 6;
+
+    /// Sets the scene for a batch of several appenders: a first append (visit 100) is held in
+    /// its fsync while `FOLLOWERS` appenders (visits 0..FOLLOWERS) join the next batch; once
+    /// they all wait, `arm` sets the fault for that batch and the first fsync goes on. Returns
+    /// each follower's outcome (`Err` if it panicked).
+    fn batch_of_followers(
+        f: &Fixture,
+        arm: impl FnOnce(&mut Faults),
+    ) -> Vec<std::thread::Result<Result<()>>> {
+        let gate = Arc::new(Gate::default());
+        f.faults().sync_gate = Some(Arc::clone(&gate));
+        std::thread::scope(|s| {
+            let first = s.spawn(|| f.journal.append(&visit(100)));
+            // Its leader holds the file until the gate opens: every later append waits in the
+            // next batch.
+            gate.until_reached();
+            let followers: Vec<_> = (0..FOLLOWERS)
                 .map(|n| {
                     let journal = &f.journal;
                     s.spawn(move || journal.append(&visit(n)))
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        // The first batch's fsync fails; every later batch finds the handle poisoned.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while f.journal.group.waiting() < u64::from(FOLLOWERS) {
+                assert!(
+                    Instant::now() < deadline,
+                    "the followers never joined one batch"
+                );
+                std::thread::yield_now();
+            }
+            arm(&mut f.faults());
+            gate.open();
+            first.join().unwrap().unwrap();
+            followers.into_iter().map(|h| h.join()).collect()
+        })
+    }
+
+    #[test]
+    fn every_appender_of_a_failed_batch_gets_the_error() {
+        let f = Fixture::new();
+        let results = batch_of_followers(&f, |faults| faults.fail_syncs = 1);
+        // They were all in the batch whose fsync failed: each gets that error, not a refusal
+        // from a later batch.
         for r in &results {
-            assert!(r.as_ref().is_err_and(Error::is_poisoned), "{r:?}");
+            let err = r.as_ref().unwrap().as_ref().unwrap_err();
+            assert_eq!(err.op(), Some(Op::Fsync), "{err}");
+            assert!(err.is_poisoned());
         }
         let stats = f.journal.stats();
-        assert_eq!((stats.records, stats.failed_syncs), (0, 1));
+        assert_eq!((stats.records, stats.failed_syncs), (1, 1));
+        assert_eq!(stats.failed_batches, 1, "one batch for all of them");
     }
 
     #[test]
     fn a_panicking_leader_fails_its_batch_instead_of_hanging_it() {
         let f = Fixture::new();
-        f.faults().panic_in_write = true;
-        let outcome = std::thread::scope(|s| s.spawn(|| f.journal.append(&visit(1))).join());
-        assert!(outcome.is_err(), "the leader panicked");
-        // Nobody is left waiting on a leader that is gone, and nothing is acknowledged after
-        // an I/O path that did not finish.
+        let results = batch_of_followers(&f, |faults| faults.panic_in_write = true);
+        // One of them led the batch and panicked in its write; the others did not hang.
+        let panicked = results.iter().filter(|r| r.is_err()).count();
+        assert_eq!(panicked, 1, "the leader panicked");
+        for r in results.iter().filter_map(|r| r.as_ref().ok()) {
+            assert!(matches!(r, Err(Error::Poisoned { .. })), "{r:?}");
+        }
+        // Nothing is acknowledged after an I/O path that did not finish.
         assert!(f.journal.is_poisoned());
         assert!(matches!(
             f.journal.append(&visit(2)),
@@ -666,7 +722,116 @@ mod tests {
         ));
         f.journal.reopen().unwrap();
         f.journal.append(&visit(3)).unwrap();
-        assert_eq!(f.contents(), lines(&[3]));
+        assert_eq!(f.contents(), lines(&[100, 3]));
+    }
+
+    #[test]
+    fn a_failed_fsync_cuts_its_whole_batch_before_anything_else_is_appended() {
+        let f = Fixture::new();
+        f.faults().log.clear();
+        let results = batch_of_followers(&f, |faults| faults.fail_syncs = 1);
+        assert!(results.iter().all(|r| r.as_ref().unwrap().is_err()));
+        // All six records of the failed batch are gone, the acknowledged one is there.
+        assert_eq!(f.contents(), lines(&[100]));
+        assert_eq!(
+            f.journal.stats().repaired_bytes,
+            lines(&[0, 1, 2, 3, 4, 5]).len() as u64
+        );
+        // The cut was made under the lock and synced, right after the failed fsync.
+        let log = f.faults().log.clone();
+        assert!(
+            log.ends_with(&[
+                "write", "unlock", "fsync", "lock", "truncate", "fsync", "unlock"
+            ]),
+            "{log:?}"
+        );
+        // The reopened handle appends after the acknowledged records only.
+        f.journal.reopen().unwrap();
+        f.journal.append(&visit(7)).unwrap();
+        assert_eq!(f.contents(), lines(&[100, 7]));
+    }
+
+    /// A batch whose fsync is held until another writer has appended a record after it, then
+    /// fails. `tamper` may change the batch's bytes meanwhile.
+    fn fail_with_a_record_after(f: &Fixture, tamper: impl FnOnce(&Path)) -> Error {
+        f.journal.append(&visit(1)).unwrap();
+        let gate = Arc::new(Gate::default());
+        {
+            let mut faults = f.faults();
+            faults.fail_syncs = 1;
+            faults.sync_gate = Some(Arc::clone(&gate));
+        }
+        std::thread::scope(|s| {
+            let failing = s.spawn(|| f.journal.append(&visit(2)));
+            gate.until_reached();
+            // Another process appends, under the lock, while our fsync is under way.
+            let other = OpenOptions::new().append(true).open(&f.path).unwrap();
+            other.lock().unwrap();
+            std::io::Write::write_all(&mut &other, format!("{}\n", visit(3)).as_bytes()).unwrap();
+            tamper(&f.path);
+            other.unlock().unwrap();
+            gate.open();
+            failing.join().unwrap().unwrap_err()
+        })
+    }
+
+    #[test]
+    fn a_failed_batch_that_is_no_longer_last_is_written_again_and_synced() {
+        let f = Fixture::new();
+        let err = fail_with_a_record_after(&f, |_| {});
+        assert_eq!(err.op(), Some(Op::Fsync), "{err}");
+        // It cannot be cut without cutting the other writer's record: instead its bytes are
+        // made durable again (a fresh descriptor's fsync reports any new writeback error).
+        assert!(f.faults().log.contains(&"rewrite"), "{:?}", f.faults().log);
+        assert_eq!(f.contents(), lines(&[1, 2, 3]));
+        f.journal.reopen().unwrap();
+        f.journal.append(&visit(4)).unwrap();
+        assert_eq!(f.contents(), lines(&[1, 2, 3, 4]));
+    }
+
+    #[test]
+    fn nothing_is_acknowledged_until_a_failed_batch_is_settled() {
+        let f = Fixture::new();
+        f.faults().fail_rewrites = 2;
+        let err = fail_with_a_record_after(&f, |_| {});
+        assert_eq!(err.op(), Some(Op::Fsync), "{err}");
+        // The rewrite right after the failure failed, and so does the reopen's: the handle
+        // stays poisoned and refuses appends.
+        let err = f.journal.reopen().unwrap_err();
+        assert_eq!(err.op(), Some(Op::Settle), "{err}");
+        assert!(err.is_poisoned() && f.journal.is_poisoned());
+        assert!(matches!(
+            f.journal.append(&visit(4)),
+            Err(Error::Poisoned { .. })
+        ));
+        // Once the rewrite succeeds, the reopen does.
+        f.journal.reopen().unwrap();
+        f.journal.append(&visit(4)).unwrap();
+        assert_eq!(f.contents(), lines(&[1, 2, 3, 4]));
+    }
+
+    #[test]
+    fn a_failed_batch_overwritten_meanwhile_is_never_vouched_for() {
+        let f = Fixture::new();
+        let err = fail_with_a_record_after(&f, |path| {
+            // Something changed the failed batch's bytes in place (no writer of ours would).
+            let file = OpenOptions::new().write(true).open(path).unwrap();
+            let at = lines(&[1]).len() as u64 + 5;
+            std::os::unix::fs::FileExt::write_all_at(&file, b"X", at).unwrap();
+        });
+        assert_eq!(err.op(), Some(Op::Fsync), "{err}");
+        let err = f.journal.reopen().unwrap_err();
+        assert_eq!(err.op(), Some(Op::Settle), "{err}");
+        assert_eq!(
+            err.io_error().map(io::Error::kind),
+            Some(io::ErrorKind::InvalidData)
+        );
+        assert!(f.journal.is_poisoned());
+        assert!(matches!(
+            f.journal.append(&visit(4)),
+            Err(Error::Poisoned { .. })
+        ));
+        assert!(f.faults().log.iter().all(|op| *op != "rewrite"));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Who is the client? The TCP peer, unless the peer is a trusted proxy.
+//! The client's address: the TCP peer, unless the peer is a trusted proxy.
 //!
 //! `X-Forwarded-For` is a list each proxy appends its own peer to, so only its right end is
 //! trustworthy: anything to the left may have been written by the client. We therefore walk

@@ -67,12 +67,14 @@ use std::time::Instant;
 use visit_journal::Reader;
 
 use crate::app::{App, Slot, log_journal_error};
-use crate::log::{self, Value, write_str};
+use crate::http::{JSON, Reply, TEXT};
+use crate::json;
+use crate::log::{self, Value};
+use crate::metrics::Endpoint;
 use crate::peers::{self, Missing, PeerError};
 use crate::query::{Format, VisitsQuery};
-use crate::routes::{Body, Reply};
 use crate::stats::{self, ReplicaStats, Summary};
-use crate::stream::{Concat, JsonVisits, Lines, Slotted};
+use crate::stream::{Concat, JsonVisits, Slotted};
 
 /// The most bytes of peers' answers one cluster view holds.
 pub const FANOUT_BUDGET: u64 = 4 * 1024 * 1024;
@@ -105,10 +107,10 @@ struct Gathered<T> {
 /// makes the peer missing), runs `local` meanwhile, then counts and logs the fan-out.
 fn gather<T: Send, L>(
     app: &App,
-    endpoint: &'static str,
+    endpoint: Endpoint,
     path_and_query: &str,
     max_bytes: u64,
-    check: impl Fn(Vec<u8>) -> Result<T, PeerError> + Sync,
+    check: impl Fn(&str, Vec<u8>) -> Result<T, PeerError> + Sync,
     local: impl FnOnce() -> L,
 ) -> (Gathered<T>, L) {
     let started = Instant::now();
@@ -132,7 +134,7 @@ fn gather<T: Send, L>(
     let mut missing = plan.missing;
     let mut parts = Vec::new();
     for (target, answer) in plan.targets.into_iter().zip(answers) {
-        let part = answer.and_then(|a| Ok((a.name, check(a.body)?)));
+        let part = answer.and_then(|a| Ok((a.name, check(&target.address, a.body)?)));
         match part {
             Ok((name, _)) if name == app.name || parts.iter().any(|p: &Part<T>| p.name == name) => {
                 // The same replica reached twice (or a name given to two replicas).
@@ -161,18 +163,18 @@ fn gather<T: Send, L>(
     app.metrics.fanout(
         endpoint,
         parts.len(),
-        missing.iter().map(|m| &m.error),
+        missing.iter().map(|m| m.error.kind()),
         took,
     );
     let missing_list = missing
         .iter()
-        .map(|m| format!("{}={}", m.address, m.error.kind()))
+        .map(|m| format!("{}={}", m.address, m.error.kind().as_str()))
         .collect::<Vec<_>>()
         .join(",");
     log::info(
         "fanout",
         &[
-            ("endpoint", Value::Str(endpoint)),
+            ("endpoint", Value::Str(endpoint.as_str())),
             ("peers_asked", (asked as u64).into()),
             ("answered", (parts.len() as u64).into()),
             ("missing", (missing.len() as u64).into()),
@@ -194,29 +196,24 @@ fn gather<T: Send, L>(
     )
 }
 
-/// A peer's text `/visits` body must be whole lines.
-fn check_text(body: Vec<u8>) -> Result<Vec<u8>, PeerError> {
-    if body.is_empty() || body.ends_with(b"\n") {
-        Ok(body)
-    } else {
-        Err(PeerError::BadResponse(
+/// A peer's text `/visits` body, read by the library like a journal of its own: it must end
+/// with a whole line, since a torn end means the answer was cut short.
+fn check_visits(address: &str, body: Vec<u8>) -> Result<Reader, PeerError> {
+    let reader = Reader::from_bytes(format!("peer {address}"), body);
+    if reader.torn_tail_bytes() > 0 {
+        return Err(PeerError::BadResponse(
             "the answer does not end with a whole line".into(),
-        ))
+        ));
     }
+    Ok(reader)
 }
 
 /// A peer's `/stats?scope=local` body: its one replica's counts.
-fn check_stats(body: Vec<u8>) -> Result<Summary, PeerError> {
+fn check_stats(_address: &str, body: Vec<u8>) -> Result<Summary, PeerError> {
     let v: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| PeerError::BadResponse(format!("not JSON: {e}")))?;
     Summary::from_json(&v["replicas"][0])
         .ok_or_else(|| PeerError::BadResponse("not the counts of one replica".into()))
-}
-
-/// One replica's visits, local or a peer's.
-enum Source {
-    Local(Reader),
-    Peer(Vec<u8>),
 }
 
 /// `GET /visits?scope=cluster`. `stream` is the `/visits` slot the caller took; `open`
@@ -232,20 +229,22 @@ pub fn visits(
     };
     let limit = q.per_replica_limit();
     let path = format!("/visits?scope=local&limit={limit}");
-    let (g, local) = gather(app, "visits", &path, MAX_PEER_BYTES, check_text, || {
-        open(limit)
-    });
+    let (g, local) = gather(
+        app,
+        Endpoint::Visits,
+        &path,
+        MAX_PEER_BYTES,
+        check_visits,
+        || open(limit),
+    );
     let local = match local {
         Ok(r) => r,
         Err(reply) => return reply,
     };
-    let mut replicas: Vec<(String, String, Source)> =
-        vec![(app.name.clone(), g.own_address, Source::Local(local))];
-    replicas.extend(
-        g.parts
-            .into_iter()
-            .map(|p| (p.name, p.address, Source::Peer(p.content))),
-    );
+    // This replica's part streams from its journal; each peer's is read from its answer.
+    let mut replicas: Vec<(String, String, Reader)> =
+        vec![(app.name.clone(), g.own_address, local)];
+    replicas.extend(g.parts.into_iter().map(|p| (p.name, p.address, p.content)));
     replicas.sort_by(|a, b| a.0.cmp(&b.0));
     let total = replicas.len() + g.missing.len();
 
@@ -265,59 +264,55 @@ pub fn visits(
                     head,
                     "# missing {}: {} ({})",
                     m.address,
-                    m.error.kind(),
+                    m.error.kind().as_str(),
                     m.error.detail().replace('\n', " ")
                 );
             }
             body.push_bytes(head);
-            for (name, address, source) in replicas {
+            for (name, address, visits) in replicas {
                 body.push_bytes(format!("# replica {name} {address}\n"));
-                match source {
-                    Source::Local(r) => body.push(r.into_text()),
-                    Source::Peer(text) => body.push_bytes(text),
-                }
+                body.push(visits.into_text());
             }
-            "text/plain; charset=utf-8"
+            TEXT
         }
         Format::Json => {
-            let mut head = String::from("{\"replica\":");
-            write_str(&mut head, &app.name);
-            let _ = write!(
-                head,
-                ",\"partial\":{},\"replicas\":[",
-                !g.missing.is_empty()
-            );
+            let mut head = String::new();
+            json::Object::new(&mut head)
+                .str("replica", &app.name)
+                .bool("partial", !g.missing.is_empty())
+                .key("replicas")
+                .push('[');
             body.push_bytes(head);
-            for (i, (name, address, source)) in replicas.into_iter().enumerate() {
-                let mut head = String::from(if i == 0 {
-                    "\n{\"name\":"
-                } else {
-                    ",\n{\"name\":"
-                });
-                write_str(&mut head, &name);
-                head.push_str(",\"address\":");
-                write_str(&mut head, &address);
-                head.push_str(",\"visits\":");
+            let mut items = json::Items::new("\n", ",\n");
+            for (name, address, visits) in replicas {
+                let mut head = String::new();
+                items.next(&mut head);
+                json::Object::new(&mut head)
+                    .str("name", &name)
+                    .str("address", &address)
+                    .key("visits");
                 body.push_bytes(head);
-                match source {
-                    Source::Local(r) => body.push(JsonVisits::new(r, Arc::clone(app))),
-                    Source::Peer(text) => {
-                        body.push(JsonVisits::new(Lines::new(text), Arc::clone(app)));
-                    }
-                }
+                body.push(JsonVisits::new(visits, Arc::clone(app)));
                 body.push_bytes("}");
             }
-            let mut tail = String::from("],\n\"missing\":");
-            write_missing(&mut tail, &g.missing);
+            // The object opened in the first head ends here, after the streamed parts.
+            let mut tail = String::from("],\n");
+            json::string(&mut tail, "missing");
+            tail.push(':');
+            peers::write_missing(&mut tail, &g.missing);
             tail.push_str("}\n");
             body.push_bytes(tail);
-            "application/json"
+            JSON
         }
     };
-    let mut reply = Reply::text(200, String::new());
-    reply.headers = cluster_headers(app, content_type, !g.missing.is_empty());
-    reply.body = Body::Stream(Box::new(Slotted::new(Slotted::new(body, fanout), stream)));
-    reply
+    view(
+        app,
+        Reply::stream(
+            content_type,
+            Slotted::new(Slotted::new(body, fanout), stream),
+        ),
+        &g.missing,
+    )
 }
 
 /// `GET /stats?scope=cluster`.
@@ -327,7 +322,7 @@ pub fn stats(app: &Arc<App>) -> Reply {
     };
     let (g, local) = gather(
         app,
-        "stats",
+        Endpoint::Stats,
         "/stats?scope=local",
         MAX_STATS_BYTES,
         check_stats,
@@ -337,7 +332,7 @@ pub fn stats(app: &Arc<App>) -> Reply {
         Ok(t) => t,
         Err(e) => {
             log_journal_error("stats_read_failed", app.journal.path(), &e);
-            return crate::routes::unavailable("the journal cannot be read\n");
+            return Reply::unavailable("the journal cannot be read\n");
         }
     };
     let mut replicas = vec![ReplicaStats {
@@ -350,91 +345,60 @@ pub fn stats(app: &Arc<App>) -> Reply {
         address: p.address,
         summary: p.content,
     }));
-    let mut reply = Reply::text(
-        200,
-        stats::render(&app.name, "cluster", replicas, &g.missing),
-    );
-    reply.headers = cluster_headers(app, "application/json", !g.missing.is_empty());
-    reply
+    let body = stats::render(&app.name, "cluster", replicas, &g.missing);
+    view(app, Reply::json(200, body), &g.missing)
 }
 
-fn cluster_headers(app: &App, content_type: &str, partial: bool) -> Vec<(&'static str, String)> {
-    vec![
-        ("Content-Type", content_type.into()),
-        ("Cache-Control", "no-store".into()),
-        (peers::REPLICA_HEADER, app.name.clone()),
-        (PARTIAL_HEADER, partial.to_string()),
-    ]
+/// Adds the headers of a cluster answer: who answered, and whether a replica is missing.
+fn view(app: &App, reply: Reply, missing: &[Missing]) -> Reply {
+    reply
+        .with_header(peers::REPLICA_HEADER, app.name.clone())
+        .with_header(PARTIAL_HEADER, (!missing.is_empty()).to_string())
 }
 
 fn busy() -> Reply {
-    crate::routes::unavailable("too many cluster views in progress\n")
-}
-
-/// Writes the `missing` array.
-pub fn write_missing(out: &mut String, missing: &[Missing]) {
-    out.push('[');
-    for (i, m) in missing.iter().enumerate() {
-        out.push_str(if i == 0 {
-            "{\"address\":"
-        } else {
-            ",{\"address\":"
-        });
-        write_str(out, &m.address);
-        out.push_str(",\"error\":");
-        write_str(out, m.error.kind());
-        out.push_str(",\"detail\":");
-        write_str(out, &m.error.detail());
-        out.push('}');
-    }
-    out.push(']');
+    Reply::unavailable("too many cluster views in progress\n")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn text(r: Reader) -> Vec<u8> {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut r.into_text(), &mut out).unwrap();
+        out
+    }
+
     #[test]
     fn peer_bodies_are_checked() {
-        assert_eq!(check_text(Vec::new()), Ok(Vec::new()));
-        assert_eq!(check_text(b"a\nb\n".to_vec()), Ok(b"a\nb\n".to_vec()));
+        assert_eq!(text(check_visits("p:1", Vec::new()).unwrap()), b"");
+        assert_eq!(
+            text(check_visits("p:1", b"a\nb\n".to_vec()).unwrap()),
+            b"a\nb\n"
+        );
         assert!(matches!(
-            check_text(b"a\nb".to_vec()),
+            check_visits("p:1", b"a\nb".to_vec()),
             Err(PeerError::BadResponse(_))
         ));
         assert!(matches!(
-            check_stats(b"{".to_vec()),
+            check_stats("p:1", b"{".to_vec()),
             Err(PeerError::BadResponse(_))
         ));
         assert!(matches!(
-            check_stats(b"{\"replicas\":[]}".to_vec()),
+            check_stats("p:1", b"{\"replicas\":[]}".to_vec()),
             Err(PeerError::BadResponse(_))
         ));
     }
 
     #[test]
-    fn missing_peers_render_as_json() {
-        let mut out = String::new();
-        write_missing(
-            &mut out,
-            &[
-                Missing {
-                    address: "10.0.0.1:8080".into(),
-                    error: PeerError::Timeout,
-                },
-                Missing {
-                    address: "x:1".into(),
-                    error: PeerError::Dns("no \"such\" host".into()),
-                },
-            ],
-        );
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(v[0]["address"], "10.0.0.1:8080");
-        assert_eq!(v[0]["error"], "timeout");
-        assert_eq!(v[1]["error"], "dns");
-        assert_eq!(v[1]["detail"], "name lookup failed: no \"such\" host");
-        let mut out = String::new();
-        write_missing(&mut out, &[]);
-        assert_eq!(out, "[]");
+    fn a_peers_corrupt_line_is_named_with_the_peer_line_and_byte() {
+        let body = b"2026-11-26T10:44:36.123+03:00 - 10.0.0.7\nnot a visit\n".to_vec();
+        let mut visits = check_visits("10.0.0.2:8080", body).unwrap();
+        assert!(visits.next().unwrap().is_ok());
+        let e = visits.next().unwrap().unwrap_err();
+        assert!(e.is_corrupt());
+        assert!(e.to_string().starts_with("peer 10.0.0.2:8080:2: "), "{e}");
+        assert!(visits.next().is_none());
     }
 }

@@ -7,14 +7,25 @@
 //! {"ts":"2026-11-26T07:44:36.123Z","level":"info","event":"request","method":"GET","path":"/","status":200,"duration_us":412,"peer":"10.0.0.7:51234","client":"10.0.0.7"}
 //! ```
 //!
-//! Strings are escaped as JSON requires (quotes, backslashes and every control character),
-//! so a hostile request path or header cannot break a line or forge a field.
+//! The JSON is written by [`crate::json`], which escapes every control character, so a
+//! hostile request path or header cannot break a line or forge a field.
 //! A line is built in memory and written with one `write_all` on the locked stdout, so lines
 //! from different threads never interleave.
 //! Write errors (a closed stdout) are ignored: losing a log line must not fail a request.
+//!
+//! Why not tracing with tracing-subscriber's JSON format, measured with a scratch crate that
+//! logs these events (tracing 0.1.44, tracing-subscriber 0.3.23): it adds 24 packages, 9.7 s
+//! to a clean release build and 322 KB to the stripped binary (2.2 MB with line tables), and
+//! its lines are another schema:
+//! `{"timestamp":"…123456Z","level":"INFO",…}` (microseconds, upper-case levels, no `ts`),
+//! which every log query and the `cli` test (`"level": "error"`) would have to follow; keeping
+//! this schema takes a custom `FormatEvent` and field visitor, about the size of this module
+//! (about 100 lines of code). Its escaping also leaves DEL and U+2028 as they are.
 
 use std::fmt::{self, Write as _};
 use std::io::{self, Write as _};
+
+use crate::json;
 
 /// A field's value.
 #[derive(Clone, Copy)]
@@ -113,60 +124,28 @@ pub fn emit(level: Level, event: &str, fields: &[(&str, Value<'_>)]) {
 /// The JSON line (with its `\n`) for an event.
 pub fn line(level: Level, event: &str, fields: &[(&str, Value<'_>)]) -> String {
     let mut out = String::with_capacity(160);
-    out.push_str("{\"ts\":\"");
-    // Writing into a String cannot fail.
-    let _ = write!(
-        out,
-        "{}",
-        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ")
-    );
-    out.push_str("\",\"level\":\"");
-    out.push_str(level.as_str());
-    out.push_str("\",\"event\":");
-    write_str(&mut out, event);
+    let mut o = json::Object::new(&mut out);
+    o.display("ts", &chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"))
+        .str("level", level.as_str())
+        .str("event", event);
     for (key, value) in fields {
-        out.push(',');
-        write_str(&mut out, key);
-        out.push(':');
-        write_value(&mut out, *value);
+        write_value(o.key(key), *value);
     }
-    out.push_str("}\n");
+    o.end();
+    out.push('\n');
     out
 }
 
 fn write_value(out: &mut String, value: Value<'_>) {
     match value {
-        Value::Str(s) => write_str(out, s),
-        Value::Display(d) => {
-            let mut s = String::new();
-            let _ = write!(s, "{d}");
-            write_str(out, &s);
-        }
+        Value::Str(s) => json::string(out, s),
+        Value::Display(d) => json::display(out, d),
         Value::U64(n) => {
+            // Writing into a String cannot fail.
             let _ = write!(out, "{n}");
         }
         Value::Bool(b) => out.push_str(if b { "true" } else { "false" }),
     }
-}
-
-/// Appends `s` as a JSON string literal.
-pub fn write_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            // U+2028/2029 are valid JSON but break JavaScript log viewers; escape them too.
-            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// Cuts `s` to at most `max` bytes (on a character boundary) for a log field, so a 16 KiB
@@ -207,13 +186,6 @@ mod tests {
             ":\"info\",\"event\":\"request\",\"path\":\"/a\\\"b\\\\c\\nd\\u0001\",\"status\":200,\"ok\":true,\"peer\":\"10.0.0.7:5000\"}\n"
         );
         assert!(l.starts_with("{\"ts\":\"20"));
-    }
-
-    #[test]
-    fn escapes_every_control_character() {
-        let mut s = String::new();
-        write_str(&mut s, "\u{0}\u{1f}\u{7f}\u{2028}é");
-        assert_eq!(s, "\"\\u0000\\u001f\\u007f\\u2028é\"");
     }
 
     #[test]

@@ -53,6 +53,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::exposition::label;
+use crate::json;
+
 /// The most peers asked by one fan-out (and listed with `--peers`).
 pub const MAX_PEERS: usize = 16;
 
@@ -161,6 +164,21 @@ impl fmt::Display for PeerAddr {
     }
 }
 
+label! {
+    /// The kind of a [`PeerError`]: the `error` field of a missing peer, and the `result`
+    /// label of `visit_server_peer_answers_total`.
+    pub enum ErrorKind {
+        Timeout = "timeout",
+        Refused = "refused",
+        Dns = "dns",
+        TooLarge = "too_large",
+        Status = "status",
+        BadResponse = "bad_response",
+        TooManyPeers = "too_many_peers",
+        Other = "other",
+    }
+}
+
 /// Why a peer is missing from a cluster answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerError {
@@ -183,29 +201,17 @@ pub enum PeerError {
 }
 
 impl PeerError {
-    /// Every kind, for metrics.
-    pub const KINDS: [&'static str; 8] = [
-        "timeout",
-        "refused",
-        "dns",
-        "too_large",
-        "status",
-        "bad_response",
-        "too_many_peers",
-        "other",
-    ];
-
     /// The kind: the `error` field of a missing peer, and the metric label.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            PeerError::Timeout => "timeout",
-            PeerError::Refused => "refused",
-            PeerError::Dns(_) => "dns",
-            PeerError::TooLarge(_) => "too_large",
-            PeerError::Status(_) => "status",
-            PeerError::BadResponse(_) => "bad_response",
-            PeerError::TooManyPeers => "too_many_peers",
-            PeerError::Other(_) => "other",
+            PeerError::Timeout => ErrorKind::Timeout,
+            PeerError::Refused => ErrorKind::Refused,
+            PeerError::Dns(_) => ErrorKind::Dns,
+            PeerError::TooLarge(_) => ErrorKind::TooLarge,
+            PeerError::Status(_) => ErrorKind::Status,
+            PeerError::BadResponse(_) => ErrorKind::BadResponse,
+            PeerError::TooManyPeers => ErrorKind::TooManyPeers,
+            PeerError::Other(_) => ErrorKind::Other,
         }
     }
 
@@ -247,6 +253,20 @@ pub struct Missing {
     pub address: String,
     /// Why.
     pub error: PeerError,
+}
+
+/// Writes `missing` as the JSON array of a cluster answer:
+/// `[{"address": ..., "error": kind, "detail": ...}]`.
+pub fn write_missing(out: &mut String, missing: &[Missing]) {
+    let mut list = json::Array::new(out);
+    for m in missing {
+        list.object()
+            .str("address", &m.address)
+            .str("error", m.error.kind().as_str())
+            .str("detail", &m.error.detail())
+            .end();
+    }
+    list.end();
 }
 
 /// A peer to ask.
@@ -521,6 +541,32 @@ mod tests {
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn missing_peers_render_as_json() {
+        let mut out = String::new();
+        write_missing(
+            &mut out,
+            &[
+                Missing {
+                    address: "10.0.0.1:8080".into(),
+                    error: PeerError::Timeout,
+                },
+                Missing {
+                    address: "x:1".into(),
+                    error: PeerError::Dns("no \"such\" host".into()),
+                },
+            ],
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v[0]["address"], "10.0.0.1:8080");
+        assert_eq!(v[0]["error"], "timeout");
+        assert_eq!(v[1]["error"], "dns");
+        assert_eq!(v[1]["detail"], "name lookup failed: no \"such\" host");
+        let mut out = String::new();
+        write_missing(&mut out, &[]);
+        assert_eq!(out, "[]");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Request handling: one function from a request to a [`Reply`], without a socket.
+//! Dispatch and handlers: one function from a request to a [`Reply`], without a socket.
 //!
 //! | path | GET | HEAD | other methods |
 //! |---|---|---|---|
@@ -16,198 +16,24 @@
 //!
 //! Before routing, [`screen`] refuses what this server does not parse: request bodies,
 //! `Transfer-Encoding`, conflicting `Content-Length`, control characters in headers and
-//! oversized headers. Those replies close the connection (see `server`), so a body tiny_http
-//! did not consume cannot be read as the next request.
+//! oversized headers. Those replies close the connection (see [`crate::tiny_http_quirks`]),
+//! so a body tiny_http did not consume cannot be read as the next request.
 //!
 //! Architecture Invariant: only `GET /` calls [`App::record_visit`], and only after every
 //! check has passed; no other path, method or refusal writes to the journal.
 
-use std::io::Read;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use tiny_http::{Header, Method, Request};
+use tiny_http::Method;
 use visit_journal::Reader;
 
 use crate::app::{App, NotReady, log_journal_error};
 use crate::client_addr::{self, client_ip};
+use crate::http::{JSON, Reply, RequestInfo, TEXT, screen};
 use crate::peers::REPLICA_HEADER;
 use crate::query::{Format, Scope, StatsQuery, VisitsQuery};
 use crate::stream::{JsonVisits, Slotted};
 use crate::{cluster, stats};
-
-/// The most bytes of request line and headers accepted; more is answered 431.
-///
-/// tiny_http has already read them into memory by then (it has no limit of its own), so this
-/// bounds what reaches the handlers, not what a connection can make the server buffer.
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
-
-/// `Retry-After` of a 503, in seconds.
-pub const RETRY_AFTER: &str = "1";
-
-const TEXT: &str = "text/plain; charset=utf-8";
-
-/// What a handler needs to know about a request.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestInfo<'a> {
-    /// The method.
-    pub method: &'a Method,
-    /// The request target as sent: path and query, undecoded.
-    pub url: &'a str,
-    /// `(1, 1)` or `(1, 0)`; tiny_http answers other versions itself.
-    pub http_version: (u8, u8),
-    /// The TCP peer.
-    pub peer: Option<SocketAddr>,
-    /// The headers, in order.
-    pub headers: &'a [Header],
-}
-
-impl<'a> RequestInfo<'a> {
-    /// Views a tiny_http request.
-    pub fn of(rq: &'a Request) -> RequestInfo<'a> {
-        let v = rq.http_version();
-        RequestInfo {
-            method: rq.method(),
-            url: rq.url(),
-            http_version: (v.0, v.1),
-            peer: rq.remote_addr().copied(),
-            headers: rq.headers(),
-        }
-    }
-
-    /// The values of every header named `name`, in order.
-    pub fn header_values(&self, name: &'static str) -> impl DoubleEndedIterator<Item = &'a str> {
-        self.headers
-            .iter()
-            .filter(move |h| h.field.equiv(name))
-            .map(|h| h.value.as_str())
-    }
-
-    /// The path, without the query.
-    pub fn path(&self) -> &'a str {
-        self.url.split_once('?').map_or(self.url, |(p, _)| p)
-    }
-
-    /// The query, without `?` (empty if none).
-    pub fn query(&self) -> &'a str {
-        self.url.split_once('?').map_or("", |(_, q)| q)
-    }
-
-    /// The declared body length: `Ok(0)` without `Content-Length`.
-    fn content_length(&self) -> Result<u64, &'static str> {
-        let mut length = None;
-        for v in self.header_values("Content-Length") {
-            // RFC 9110 allows `Content-Length: 5, 5`; take each element.
-            for v in v.split(',').map(str::trim) {
-                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err("bad Content-Length");
-                }
-                let n: u64 = v.parse().map_err(|_| "bad Content-Length")?;
-                match length {
-                    Some(m) if m != n => return Err("conflicting Content-Length headers"),
-                    _ => length = Some(n),
-                }
-            }
-        }
-        Ok(length.unwrap_or(0))
-    }
-}
-
-/// A response, before it is written.
-pub struct Reply {
-    /// The status code.
-    pub status: u16,
-    /// Headers besides `Content-Length`, `Date` and `Server` (added when it is written).
-    pub headers: Vec<(&'static str, String)>,
-    /// The body.
-    pub body: Body,
-    /// Close the connection after this response (see [`screen`]).
-    pub close: bool,
-    /// The address a visit was recorded with, for the request log.
-    pub recorded: Option<IpAddr>,
-}
-
-impl std::fmt::Debug for Reply {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reply")
-            .field("status", &self.status)
-            .field("headers", &self.headers)
-            .field("body", &self.body)
-            .field("close", &self.close)
-            .field("recorded", &self.recorded)
-            .finish()
-    }
-}
-
-/// A response body.
-pub enum Body {
-    /// A small body, sent with `Content-Length`.
-    Text(String),
-    /// A streamed body of unknown length, sent chunked.
-    Stream(Box<dyn Read + Send>),
-}
-
-impl std::fmt::Debug for Body {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Body::Text(s) => f.debug_tuple("Text").field(s).finish(),
-            Body::Stream(_) => f.write_str("Stream(..)"),
-        }
-    }
-}
-
-impl Reply {
-    /// A plain-text reply.
-    pub fn text(status: u16, body: impl Into<String>) -> Reply {
-        Reply {
-            status,
-            headers: vec![
-                ("Content-Type", TEXT.into()),
-                ("Cache-Control", "no-store".into()),
-            ],
-            body: Body::Text(body.into()),
-            close: false,
-            recorded: None,
-        }
-    }
-
-    fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
-        match self.headers.iter_mut().find(|(n, _)| *n == name) {
-            Some(h) => h.1 = value.into(),
-            None => self.headers.push((name, value.into())),
-        }
-        self
-    }
-
-    fn closing(mut self) -> Reply {
-        self.close = true;
-        self
-    }
-
-    /// A header's value, if set.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Reads the whole body (for tests and small bodies).
-    ///
-    /// # Errors
-    ///
-    /// An I/O error from a streamed body.
-    pub fn into_bytes(self) -> std::io::Result<Vec<u8>> {
-        match self.body {
-            Body::Text(s) => Ok(s.into_bytes()),
-            Body::Stream(mut r) => {
-                let mut v = Vec::new();
-                r.read_to_end(&mut v)?;
-                Ok(v)
-            }
-        }
-    }
-}
 
 /// Handles one request: [`screen`], then [`route`].
 pub fn handle(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
@@ -223,69 +49,6 @@ pub fn handle(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
     reply
 }
 
-/// True if the reply to this request will close the connection, known before handling it
-/// (the worker marks the connection before the next request on it can be taken).
-pub fn must_close(rq: &RequestInfo<'_>) -> bool {
-    screen(rq).is_some() || rq.content_length().is_ok_and(|n| n > 0)
-}
-
-/// Refuses requests this server will not parse; `None` lets them through.
-///
-/// - more than [`MAX_HEADER_BYTES`] of request line and headers: 431;
-/// - a control character (other than tab) in the target or a header: 400 — tiny_http splits
-///   lines on CRLF only, so a bare LF or CR inside a header value is a smuggling or log-forging
-///   attempt, not something a client sends by accident;
-/// - `Transfer-Encoding` (any value, any method): 400 — this server reads no body, and
-///   tiny_http gives `Transfer-Encoding` precedence over `Content-Length`, which a proxy in
-///   front may not;
-/// - an unparsable or conflicting `Content-Length`: 400;
-/// - a body on `GET` or `HEAD`: 400.
-///
-/// Every refusal closes the connection.
-pub fn screen(rq: &RequestInfo<'_>) -> Option<Reply> {
-    let size = rq.method.as_str().len()
-        + rq.url.len()
-        + 12
-        + rq.headers
-            .iter()
-            .map(|h| h.field.as_str().len() + h.value.len() + 4)
-            .sum::<usize>();
-    if size > MAX_HEADER_BYTES {
-        return Some(
-            Reply::text(
-                431,
-                format!("request header fields too large (over {MAX_HEADER_BYTES} bytes)\n"),
-            )
-            .closing(),
-        );
-    }
-    let is_ctl = |b: u8| (b < 0x20 && b != b'\t') || b == 0x7f;
-    if rq.url.bytes().any(is_ctl)
-        || rq.headers.iter().any(|h| {
-            h.field.as_str().as_bytes().iter().any(|&b| is_ctl(b))
-                || h.value.as_bytes().iter().any(|&b| is_ctl(b))
-        })
-    {
-        return Some(Reply::text(400, "control character in request\n").closing());
-    }
-    if rq.header_values("Transfer-Encoding").next().is_some() {
-        return Some(
-            Reply::text(
-                400,
-                "Transfer-Encoding is not accepted: this server reads no request body\n",
-            )
-            .closing(),
-        );
-    }
-    match rq.content_length() {
-        Err(why) => Some(Reply::text(400, format!("{why}\n")).closing()),
-        Ok(n) if n > 0 && matches!(rq.method, Method::Get | Method::Head) => {
-            Some(Reply::text(400, format!("{} takes no request body\n", rq.method)).closing())
-        }
-        Ok(_) => None,
-    }
-}
-
 /// Dispatches on (method, path).
 pub fn route(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
     let read_only = matches!(rq.method, Method::Get | Method::Head);
@@ -295,7 +58,7 @@ pub fn route(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
             // As GET would answer, without recording: 503 while the journal refuses visits.
             Method::Head => match app.readiness() {
                 Err(NotReady::Poisoned | NotReady::Unwritable) => {
-                    unavailable("the visit could not be recorded; please retry\n")
+                    Reply::unavailable("the visit could not be recorded; please retry\n")
                 }
                 _ => greeting(app, None),
             },
@@ -314,7 +77,7 @@ pub fn route(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
             app.heal();
             match app.readiness() {
                 Ok(()) => Reply::text(200, "ready\n"),
-                Err(why) => unavailable(format!("not ready: {}\n", why.reason())),
+                Err(why) => Reply::unavailable(format!("not ready: {}\n", why.reason())),
             }
         }
         ("/metrics", true) => Reply::text(200, app.metrics.render(&app.gauges()))
@@ -328,11 +91,6 @@ pub fn route(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
 
 fn not_allowed() -> Reply {
     Reply::text(405, "method not allowed\n").with_header("Allow", "GET, HEAD")
-}
-
-/// A 503 with `Retry-After`.
-pub fn unavailable(body: impl Into<String>) -> Reply {
-    Reply::text(503, body).with_header("Retry-After", RETRY_AFTER)
 }
 
 /// `GET /`: records the visit, then greets.
@@ -352,7 +110,7 @@ fn visit(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
             reply.recorded = Some(ip);
             reply
         }
-        Err(_) => unavailable("the visit could not be recorded; please retry\n"),
+        Err(_) => Reply::unavailable("the visit could not be recorded; please retry\n"),
     }
 }
 
@@ -391,7 +149,7 @@ fn visits(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
         return Reply::text(400, "TE: identity is not supported: /visits is streamed\n");
     }
     let Some(slot) = app.open_stream() else {
-        return unavailable("too many /visits responses in progress\n");
+        return Reply::unavailable("too many /visits responses in progress\n");
     };
     if q.scope == Scope::Cluster {
         return cluster::visits(app, &q, slot, |n| open_journal(app, Some(n)));
@@ -400,31 +158,27 @@ fn visits(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
         Ok(r) => r,
         Err(reply) => return reply,
     };
-    let (content_type, body): (&str, Box<dyn Read + Send>) = match q.format {
-        Format::Text => (TEXT, Box::new(Slotted::new(reader.into_text(), slot))),
-        Format::Json => (
-            "application/json",
-            Box::new(Slotted::new(JsonVisits::new(reader, Arc::clone(app)), slot)),
+    let reply = match q.format {
+        Format::Text => Reply::stream(TEXT, Slotted::new(reader.into_text(), slot)),
+        Format::Json => Reply::stream(
+            JSON,
+            Slotted::new(JsonVisits::new(reader, Arc::clone(app)), slot),
         ),
     };
-    let mut reply = Reply::text(200, String::new())
-        .with_header("Content-Type", content_type)
-        .with_header(REPLICA_HEADER, app.name.clone());
-    reply.body = Body::Stream(body);
-    reply
+    reply.with_header(REPLICA_HEADER, app.name.clone())
 }
 
 /// Opens the journal for reading, at its last `limit` lines.
 fn open_journal(app: &App, limit: Option<u64>) -> Result<Reader, Reply> {
     let mut reader = Reader::open(app.journal.path()).map_err(|e| {
         log_journal_error("visits_open_failed", app.journal.path(), &e);
-        unavailable("the journal cannot be read\n")
+        Reply::unavailable("the journal cannot be read\n")
     })?;
     if let Some(n) = limit
         && let Err(e) = reader.tail(n)
     {
         log_journal_error("visits_read_failed", app.journal.path(), &e);
-        return Err(unavailable("the journal cannot be read\n"));
+        return Err(Reply::unavailable("the journal cannot be read\n"));
     }
     Ok(reader)
 }
@@ -437,7 +191,7 @@ fn stats(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
         Err(e) => return Reply::text(400, format!("bad query: {e}\n")),
     };
     let Some(_slot) = app.open_stream() else {
-        return unavailable("too many /visits and /stats responses in progress\n");
+        return Reply::unavailable("too many /visits and /stats responses in progress\n");
     };
     if q.scope == Scope::Cluster {
         return cluster::stats(app);
@@ -446,7 +200,7 @@ fn stats(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
         Ok(t) => t,
         Err(e) => {
             log_journal_error("stats_read_failed", app.journal.path(), &e);
-            return unavailable("the journal cannot be read\n");
+            return Reply::unavailable("the journal cannot be read\n");
         }
     };
     let replica = stats::ReplicaStats {
@@ -454,8 +208,7 @@ fn stats(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
         address: app.local_addr().to_string(),
         summary: tally.summary(),
     };
-    Reply::text(200, stats::render(&app.name, "local", vec![replica], &[]))
-        .with_header("Content-Type", "application/json")
+    Reply::json(200, stats::render(&app.name, "local", vec![replica], &[]))
         .with_header(REPLICA_HEADER, app.name.clone())
 }
 
@@ -463,6 +216,8 @@ fn stats(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::http::{Body, MAX_HEADER_BYTES, RETRY_AFTER, must_close};
+    use tiny_http::Header;
     use visit_journal::Journal;
 
     struct Fixture {

@@ -34,15 +34,14 @@
 //! Corrupt lines are counted in `corrupt_lines`, never in the visits. Nothing is recorded.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::Path;
 
 use chrono::NaiveDate;
 use visit_journal::{Reader, Visit};
 
-use crate::log::write_str;
-use crate::peers::Missing;
+use crate::json;
+use crate::peers::{self, Missing};
 
 /// How many addresses are listed.
 pub const TOP_IPS: usize = 100;
@@ -243,35 +242,24 @@ impl Summary {
         }
     }
 
-    /// Writes the counts' JSON fields (without braces) to `out`.
-    pub fn write_fields(&self, out: &mut String) {
-        // Writing into a String cannot fail.
-        let _ = write!(
-            out,
-            "\"visits\":{},\"corrupt_lines\":{},\"days\":[",
-            self.visits, self.corrupt_lines
-        );
-        for (i, (day, n)) in self.days.iter().enumerate() {
-            let comma = if i == 0 { "" } else { "," };
-            let _ = write!(out, "{comma}{{\"day\":\"{day}\",\"visits\":{n}}}");
+    /// Writes the counts as members of `o`.
+    pub fn write_fields(&self, o: &mut json::Object<'_>) {
+        o.u64("visits", self.visits)
+            .u64("corrupt_lines", self.corrupt_lines);
+        let mut days = json::Array::new(o.key("days"));
+        for (day, n) in &self.days {
+            days.object().display("day", day).u64("visits", *n).end();
         }
-        let _ = write!(
-            out,
-            "],\"earlier_days_visits\":{},\"ips\":[",
-            self.earlier_days_visits
-        );
-        for (i, (ip, n)) in self.ips.iter().enumerate() {
-            let comma = if i == 0 { "" } else { "," };
-            let _ = write!(out, "{comma}{{\"ip\":\"{ip}\",\"visits\":{n}}}");
+        days.end();
+        o.u64("earlier_days_visits", self.earlier_days_visits);
+        let mut ips = json::Array::new(o.key("ips"));
+        for (ip, n) in &self.ips {
+            ips.object().display("ip", ip).u64("visits", *n).end();
         }
-        let distinct = self
-            .distinct_ips
-            .map_or_else(|| "null".to_string(), |n| n.to_string());
-        let _ = write!(
-            out,
-            "],\"other_ips_visits\":{},\"distinct_ips\":{distinct},\"ips_exact\":{}",
-            self.other_ips_visits, self.ips_exact
-        );
+        ips.end();
+        o.u64("other_ips_visits", self.other_ips_visits)
+            .opt_u64("distinct_ips", self.distinct_ips)
+            .bool("ips_exact", self.ips_exact);
     }
 
     /// Reads the fields [`Summary::write_fields`] writes, from a peer's answer.
@@ -338,29 +326,24 @@ pub fn render(
     replicas.sort_by(|a, b| a.name.cmp(&b.name));
     let total = Summary::total(replicas.iter().map(|r| &r.summary));
     let mut out = String::with_capacity(4096);
-    out.push_str("{\"replica\":");
-    write_str(&mut out, replica);
-    out.push_str(",\"scope\":");
-    write_str(&mut out, scope);
-    let _ = write!(out, ",\"partial\":{},\n\"total\":{{", !missing.is_empty());
-    total.write_fields(&mut out);
-    out.push_str("},\n\"replicas\":[");
-    for (i, r) in replicas.iter().enumerate() {
-        out.push_str(if i == 0 {
-            "\n{\"name\":"
-        } else {
-            ",\n{\"name\":"
-        });
-        write_str(&mut out, &r.name);
-        out.push_str(",\"address\":");
-        write_str(&mut out, &r.address);
-        out.push(',');
-        r.summary.write_fields(&mut out);
-        out.push('}');
+    let mut o = json::Object::new(&mut out);
+    o.str("replica", replica)
+        .str("scope", scope)
+        .bool("partial", !missing.is_empty());
+    let mut t = json::Object::new(o.key_on_new_line("total"));
+    total.write_fields(&mut t);
+    t.end();
+    let mut list = json::Array::one_per_line(o.key_on_new_line("replicas"));
+    for r in &replicas {
+        let mut e = list.object();
+        e.str("name", &r.name).str("address", &r.address);
+        r.summary.write_fields(&mut e);
+        e.end();
     }
-    out.push_str("],\n\"missing\":");
-    crate::cluster::write_missing(&mut out, missing);
-    out.push_str("}\n");
+    list.end();
+    peers::write_missing(o.key_on_new_line("missing"), missing);
+    o.end();
+    out.push('\n');
     out
 }
 

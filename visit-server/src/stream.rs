@@ -6,16 +6,17 @@
 //!
 //! The text body is [`Reader::into_text`]: the file's complete lines, byte for byte.
 //! The JSON body is [`JsonVisits`], which serializes one visit at a time.
-//! The cluster view strings such parts together with [`Concat`], and reads its peers' text
-//! answers as visits with [`Lines`].
+//! The cluster view strings such parts together with [`Concat`]; its peers' text answers are
+//! read with [`Reader::from_bytes`], so they stream through the same two bodies.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::sync::Arc;
 
-use visit_journal::{Reader, Visit};
+use visit_journal::Reader;
 
 use crate::app::{App, Slot};
+use crate::json;
 use crate::log::{self, Value};
 
 /// A body that holds a slot (of `/visits` streams or cluster views) while it is read.
@@ -58,7 +59,7 @@ impl<R: Read> Read for Slotted<R> {
 /// How many bytes of JSON [`JsonVisits`] prepares before handing them out.
 const JSON_BUF: usize = 16 * 1024;
 
-/// A JSON array of the visits a [`Reader`] (or [`Lines`]) yields, produced lazily:
+/// A JSON array of the visits a [`Reader`] yields, produced lazily:
 ///
 /// ```text
 /// [
@@ -75,28 +76,28 @@ const JSON_BUF: usize = 16 * 1024;
 /// response without its final chunk: the client sees a truncated response, never a valid
 /// but incomplete array.
 #[derive(Debug)]
-pub struct JsonVisits<I = Reader> {
-    visits: I,
+pub struct JsonVisits {
+    visits: Reader,
     app: Arc<App>,
-    buf: Vec<u8>,
+    buf: String,
     pos: usize,
     started: bool,
-    first: bool,
+    items: json::Items,
     done: bool,
     skipped: u64,
     first_skipped: Option<String>,
 }
 
-impl<I: Iterator<Item = visit_journal::Result<Visit>>> JsonVisits<I> {
+impl JsonVisits {
     /// Serializes what `visits` yields from its current position.
-    pub fn new(visits: I, app: Arc<App>) -> JsonVisits<I> {
+    pub fn new(visits: Reader, app: Arc<App>) -> JsonVisits {
         JsonVisits {
             visits,
             app,
-            buf: Vec::with_capacity(JSON_BUF + 128),
+            buf: String::with_capacity(JSON_BUF + 128),
             pos: 0,
             started: false,
-            first: true,
+            items: json::Items::new("", ",\n"),
             done: false,
             skipped: 0,
             first_skipped: None,
@@ -107,21 +108,20 @@ impl<I: Iterator<Item = visit_journal::Result<Visit>>> JsonVisits<I> {
         self.buf.clear();
         self.pos = 0;
         if !self.started {
-            self.buf.extend_from_slice(b"[\n");
+            self.buf.push_str("[\n");
             self.started = true;
         }
         while self.buf.len() < JSON_BUF {
             match self.visits.next() {
                 Some(Ok(v)) => {
-                    if !self.first {
-                        self.buf.extend_from_slice(b",\n");
-                    }
-                    self.first = false;
-                    push_visit(&mut self.buf, &v);
+                    self.items.next(&mut self.buf);
+                    // The time exactly as the record writes it: the library owns that format.
+                    json::Object::new(&mut self.buf)
+                        .display("time", &v.time())
+                        .display("ip", &v.ip)
+                        .end();
                 }
-                Some(Err(e))
-                    if e.is_corrupt() || matches!(e, visit_journal::Error::Parse { .. }) =>
-                {
+                Some(Err(e)) if e.is_corrupt() => {
                     self.skipped += 1;
                     if self.first_skipped.is_none() {
                         self.first_skipped = Some(e.to_string());
@@ -129,16 +129,12 @@ impl<I: Iterator<Item = visit_journal::Result<Visit>>> JsonVisits<I> {
                 }
                 Some(Err(e)) => {
                     self.done = true;
-                    crate::app::log_journal_error(
-                        "visits_read_failed",
-                        self.app.journal.path(),
-                        &e,
-                    );
+                    crate::app::log_journal_error("visits_read_failed", self.visits.path(), &e);
                     return Err(io::Error::from(e));
                 }
                 None => {
                     self.buf
-                        .extend_from_slice(if self.first { b"]\n" } else { b"\n]\n" });
+                        .push_str(if self.items.any() { "\n]\n" } else { "]\n" });
                     self.done = true;
                     self.report_skipped();
                     break;
@@ -165,7 +161,7 @@ impl<I: Iterator<Item = visit_journal::Result<Visit>>> JsonVisits<I> {
     }
 }
 
-impl<I: Iterator<Item = visit_journal::Result<Visit>>> Read for JsonVisits<I> {
+impl Read for JsonVisits {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if self.pos == self.buf.len() {
             if self.done {
@@ -174,49 +170,9 @@ impl<I: Iterator<Item = visit_journal::Result<Visit>>> Read for JsonVisits<I> {
             self.fill()?;
         }
         let n = (self.buf.len() - self.pos).min(out.len());
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        out[..n].copy_from_slice(&self.buf.as_bytes()[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
-    }
-}
-
-/// Appends `{"time":"...","ip":"..."}`. Neither an RFC 3339 timestamp nor an IP address can
-/// contain a character JSON needs escaped, so none is escaped.
-fn push_visit(buf: &mut Vec<u8>, v: &Visit) {
-    // The time exactly as the record writes it: the library owns that format.
-    // Writing into a Vec cannot fail.
-    let _ = write!(buf, "{{\"time\":\"{}\",\"ip\":\"{}\"}}", v.time(), v.ip);
-}
-
-/// The lines of a text `/visits` body held in memory (a peer's answer), parsed as visits: a
-/// line that is not a record yields [`visit_journal::Error::Parse`].
-#[derive(Debug)]
-pub struct Lines {
-    text: Vec<u8>,
-    pos: usize,
-}
-
-impl Lines {
-    /// Reads `text`, whose lines each end with `\n`.
-    pub fn new(text: Vec<u8>) -> Lines {
-        Lines { text, pos: 0 }
-    }
-}
-
-impl Iterator for Lines {
-    type Item = visit_journal::Result<Visit>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let rest = self.text.get(self.pos..).filter(|r| !r.is_empty())?;
-        let len = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
-        let line = &rest[..len];
-        self.pos += len + 1;
-        Some(match std::str::from_utf8(line) {
-            Ok(line) => line.parse(),
-            Err(_) => Err(visit_journal::Error::Parse {
-                reason: "not UTF-8",
-            }),
-        })
     }
 }
 

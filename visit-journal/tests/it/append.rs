@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use visit_journal::{Error, Journal, Op, Options, Visit};
+use visit_journal::{Error, Journal, Op, Options, Reader, Visit};
 
 use crate::support::*;
 
@@ -72,18 +72,75 @@ fn bad_paths_name_the_path_and_the_operation() {
     assert!(matches!(err, Error::Io { op: Op::Open, .. }), "{err}");
 }
 
+/// Child entry point: a no-op unless `VISIT_JOURNAL_READ_ONLY_CHILD=<path>` is set. Run as
+/// an unprivileged user: opens the read-only journal for writing and for reading, and prints
+/// what happened.
+#[test]
+fn child_opens_a_read_only_file() {
+    let Ok(path) = std::env::var("VISIT_JOURNAL_READ_ONLY_CHILD") else {
+        return;
+    };
+    let readable = Reader::open(&path).map(|_| ()).map_err(|e| e.to_string());
+    match Journal::open(&path) {
+        Ok(_) => println!("opened for writing; readable={readable:?}"),
+        Err(e) => println!(
+            "refused op={:?} kind={:?} path={:?} readable={readable:?}",
+            e.op(),
+            e.io_error().map(std::io::Error::kind),
+            e.path()
+        ),
+    }
+}
+
 #[test]
 fn a_read_only_file_is_refused_at_open() {
-    if is_root() {
-        return; // root writes anyway; the permission check cannot be exercised.
-    }
     let t = TempJournal::with_bytes(b"");
     let mut perms = fs::metadata(&t.path).unwrap().permissions();
     perms.set_readonly(true);
     fs::set_permissions(&t.path, perms).unwrap();
-    let err = Journal::open(&t.path).unwrap_err();
-    assert!(matches!(err, Error::Io { op: Op::Open, .. }), "{err}");
-    assert_eq!(err.path(), Some(t.path.as_path()));
+    if !is_root() {
+        let err = Journal::open(&t.path).unwrap_err();
+        assert!(matches!(err, Error::Io { op: Op::Open, .. }), "{err}");
+        assert_eq!(err.path(), Some(t.path.as_path()));
+        return;
+    }
+    // Root writes to a read-only file anyway (CI runs as root), so the check runs in a child
+    // process as the unprivileged `nobody` (65534), in a directory it may enter.
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::process::CommandExt as _;
+    fs::set_permissions(t.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let as_nobody = |exe: &std::path::Path| {
+        Command::new(exe)
+            .args([
+                "append::child_opens_a_read_only_file",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+                "-q",
+            ])
+            .env("VISIT_JOURNAL_READ_ONLY_CHILD", &t.path)
+            .uid(65534)
+            .gid(65534)
+            .output()
+    };
+    let exe = std::env::current_exe().unwrap();
+    let out = match as_nobody(&exe) {
+        // The build directory is not open to other users: run a copy from the temp directory.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let copy = t.dir.path().join("it");
+            fs::copy(&exe, &copy).unwrap();
+            as_nobody(&copy)
+        }
+        other => other,
+    }
+    .expect("run the test binary as nobody");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let want = format!(
+        "refused op=Some(Open) kind=Some(PermissionDenied) path=Some({:?}) readable=Ok(())",
+        t.path
+    );
+    assert!(stdout.lines().any(|l| l == want), "{stdout}");
 }
 
 fn is_root() -> bool {

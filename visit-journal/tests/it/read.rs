@@ -327,3 +327,180 @@ fn a_reader_from_bytes_names_its_source_in_errors() {
     assert!(r.next().unwrap().is_ok());
     assert!(r.next().is_none(), "the torn tail is never returned");
 }
+
+#[test]
+fn tail_of_u64_max_lines_is_the_whole_file_without_overflow() {
+    let t = TempJournal::new();
+    let all = visits(0..100);
+    t.open_fast().append_batch(&all).unwrap();
+    let mut r = Reader::open(&t.path).unwrap();
+    assert_eq!(r.tail(u64::MAX).unwrap(), 100);
+    assert_eq!(r.map(Result::unwrap).collect::<Vec<_>>(), all);
+    let mut r = Reader::from_bytes("memory", lines(&all).into_bytes());
+    assert_eq!(r.tail(u64::MAX).unwrap(), 100);
+}
+
+#[test]
+fn into_text_after_the_file_shrank_neither_underflows_nor_reads_past_its_snapshot() {
+    let t = TempJournal::with_bytes(GOOD.repeat(10).as_bytes());
+    let mut r = Reader::open(&t.path).unwrap();
+    // A writer takes back most of the file (a rolled-back batch the reader saw), leaving
+    // part of a line.
+    let kept = 2 * GOOD.len() + 7;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&t.path)
+        .unwrap()
+        .set_len(kept as u64)
+        .unwrap();
+    assert!(r.next().unwrap().is_ok());
+    assert!(r.next().unwrap().is_ok());
+    assert!(r.next().is_none(), "the partial line is not a record");
+    // Then the file grows again, past where the reader's snapshot ended.
+    t.write(GOOD.repeat(12).as_bytes());
+    let mut text = Vec::new();
+    r.into_text().read_to_end(&mut text).unwrap();
+    assert_eq!(
+        text, b"",
+        "nothing after the snapshot's end, which the shrink moved"
+    );
+}
+
+#[test]
+fn opening_and_verifying_beside_a_shrinking_writer_never_fails() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    within(
+        Duration::from_secs(60),
+        "readers beside a probing writer",
+        || {
+            let t = TempJournal::new();
+            let journal = t.open_fast();
+            journal.append_batch(&visits(0..300)).unwrap();
+            let records = 300;
+            let stop = AtomicBool::new(false);
+            /// Stops the prober however the readers end, so that a failed assertion fails the
+            /// test at once instead of leaving the scope waiting for the prober.
+            struct StopOnDrop<'a>(&'a AtomicBool);
+            impl Drop for StopOnDrop<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::Relaxed);
+                }
+            }
+            let (opens, torn) = std::thread::scope(|s| {
+                let _stop = StopOnDrop(&stop);
+                // `check_writable` appends 4 KiB and truncates it away, over and over: the file
+                // shrinks under the readers thousands of times a second.
+                let prober = s.spawn(|| {
+                    let mut probes = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        journal.check_writable().unwrap();
+                        probes += 1;
+                    }
+                    probes
+                });
+                let deadline = Instant::now() + Duration::from_secs(2);
+                let (mut opens, mut torn) = (0u64, 0u64);
+                while Instant::now() < deadline && opens < 20_000 {
+                    let r = Reader::open(&t.path).unwrap_or_else(|e| panic!("open {opens}: {e}"));
+                    torn += u64::from(r.torn_tail_bytes() > 0);
+                    let report = r.verify().unwrap_or_else(|e| panic!("verify {opens}: {e}"));
+                    assert_eq!(report.records, records, "{report:?}");
+                    assert_eq!(report.corrupt_lines, 0, "{report:?}");
+                    let mut r = Reader::open(&t.path).unwrap();
+                    r.tail(2).unwrap();
+                    assert_eq!(r.count(), 2);
+                    opens += 1;
+                }
+                stop.store(true, Ordering::Relaxed);
+                assert!(
+                    prober.join().unwrap() > 100,
+                    "the writer did shrink the file"
+                );
+                (opens, torn)
+            });
+            // A reader that looks while the probe is in the file sees its 4 KiB as a torn tail,
+            // as it would a batch being written: readers see the file as it is (see `Reader`).
+            eprintln!("{opens} opens beside the prober, {torn} saw its 4 KiB as a torn tail");
+            assert!(opens > 100, "only {opens} opens");
+        },
+    );
+}
+
+/// Child entry point: a no-op unless `VISIT_JOURNAL_LONG_LINE_CHILD=<path>` is set. Reads the
+/// journal every way there is, then prints its peak resident memory (`VmHWM`).
+#[test]
+fn child_reads_an_enormous_line() {
+    let Ok(path) = std::env::var("VISIT_JOURNAL_LONG_LINE_CHILD") else {
+        return;
+    };
+    let items: Vec<_> = Reader::open(&path)
+        .unwrap()
+        .map(|r| r.map_err(|e| e.to_string()))
+        .collect();
+    let report = Reader::open(&path).unwrap().verify().unwrap();
+    let text = std::io::copy(
+        &mut Reader::open(&path).unwrap().into_text(),
+        &mut std::io::sink(),
+    )
+    .unwrap();
+    let count = Reader::open(&path).unwrap().count_lines().unwrap();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .to_string();
+    println!(
+        "items={} corrupt={} text={text} count={count} hwm_kb={hwm} first_error={:?}",
+        items.len(),
+        report.corrupt_lines,
+        items[1]
+    );
+}
+
+#[test]
+fn an_enormous_line_is_skipped_in_constant_memory() {
+    // 256 MiB of one line (NUL bytes: a sparse file, no disk to write), between two records.
+    const LONG: u64 = 256 << 20;
+    let t = TempJournal::with_bytes(GOOD.as_bytes());
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&t.path)
+        .unwrap();
+    file.set_len(GOOD.len() as u64 + LONG).unwrap();
+    use std::io::Write;
+    (&file).write_all(format!("\n{GOOD}").as_bytes()).unwrap();
+    drop(file);
+
+    let mut child = spawn_child(
+        "read::child_reads_an_enormous_line",
+        &[(
+            "VISIT_JOURNAL_LONG_LINE_CHILD",
+            t.path.display().to_string(),
+        )],
+    );
+    let out: Vec<String> = child_lines(&mut child).collect();
+    assert!(child.wait().unwrap().success(), "{out:?}");
+    let line = out
+        .iter()
+        .find(|l| l.starts_with("items="))
+        .expect("the child's report");
+    let total = 2 * GOOD.len() as u64 + LONG + 1;
+    assert!(
+        line.starts_with(&format!("items=3 corrupt=1 text={total} count=3 hwm_kb=")),
+        "{line}"
+    );
+    assert!(line.contains("line too long"), "{line}");
+    let hwm_kb: u64 = line
+        .split("hwm_kb=")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .expect("hwm_kb");
+    // The whole test binary, libtest included; buffering the line would add 256 MiB.
+    eprintln!("peak RSS reading a 256 MiB line: {hwm_kb} kB");
+    assert!(hwm_kb < 32 * 1024, "peak RSS {hwm_kb} kB");
+}

@@ -5,6 +5,8 @@ use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use visit_journal::{Journal, Options, Reader, Visit};
 
@@ -150,4 +152,39 @@ pub fn child_spec(env: &str) -> Option<(String, u16)> {
 pub fn child_lines(child: &mut Child) -> impl Iterator<Item = String> + use<> {
     let stdout = child.stdout.take().expect("child stdout");
     BufReader::new(stdout).lines().map_while(Result::ok)
+}
+
+/// Runs `body` on a thread of its own and fails the test if it has not finished within
+/// `limit`, so that a hang (a lost wake-up, a starved reopen) fails instead of stalling CI.
+/// A hung thread is left behind; it dies with the test binary.
+pub fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (done, finished) = mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let out = body();
+        let _ = done.send(());
+        out
+    });
+    match finished.recv_timeout(limit) {
+        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
+            Ok(out) => out,
+            Err(panic) => std::panic::resume_unwind(panic),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what}: still running after {limit:?}, so it hangs")
+        }
+    }
+}
+
+/// In a child process: exits it with status 99 if it is still running after `limit`, so that
+/// a hung child cannot outlive its test.
+pub fn child_watchdog(limit: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        eprintln!("child still running after {limit:?}: exiting");
+        std::process::exit(99);
+    });
 }
