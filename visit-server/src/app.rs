@@ -50,6 +50,9 @@ pub struct App {
     pub journal: Journal,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+    /// What `/stats` counted in each sealed segment of the journal, kept because sealed
+    /// segments never change.
+    pub segments: crate::counts::SegmentCache,
     /// Set by the shutdown sequence: `/readyz` answers 503 from then on.
     draining: AtomicBool,
     /// Set when the listener died: `/healthz` answers 503 and the process exits non-zero.
@@ -110,6 +113,7 @@ impl App {
             config,
             journal,
             metrics: Metrics::default(),
+            segments: crate::counts::SegmentCache::default(),
             draining: AtomicBool::new(false),
             fatal: AtomicBool::new(false),
             unwritable: AtomicBool::new(false),

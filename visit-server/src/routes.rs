@@ -25,7 +25,7 @@
 use std::sync::Arc;
 
 use tiny_http::Method;
-use visit_journal::Reader;
+use visit_journal::History;
 
 use crate::app::{App, NotReady, log_journal_error};
 use crate::client_addr::{self, client_ip};
@@ -162,15 +162,16 @@ fn visits(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
         Format::Text => Reply::stream(TEXT, Slotted::new(reader.into_text(), slot)),
         Format::Json => Reply::stream(
             JSON,
-            Slotted::new(JsonVisits::new(reader, Arc::clone(app)), slot),
+            Slotted::new(JsonVisits::new(reader.into(), Arc::clone(app)), slot),
         ),
     };
     reply.with_header(REPLICA_HEADER, app.name.clone())
 }
 
-/// Opens the journal for reading, at its last `limit` lines.
-fn open_journal(app: &App, limit: Option<u64>) -> Result<Reader, Reply> {
-    let mut reader = Reader::open(app.journal.path()).map_err(|e| {
+/// Opens the journal's whole history for reading (sealed segments, then the live file), at
+/// its last `limit` lines.
+fn open_journal(app: &App, limit: Option<u64>) -> Result<History, Reply> {
+    let mut reader = History::open(app.journal.path()).map_err(|e| {
         log_journal_error("visits_open_failed", app.journal.path(), &e);
         Reply::unavailable("the journal cannot be read\n")
     })?;
@@ -196,7 +197,7 @@ fn stats(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
     if q.scope == Scope::Cluster {
         return cluster::stats(app);
     }
-    let tally = match stats::tally_journal(app.journal.path()) {
+    let tally = match stats::tally_journal(app.journal.path(), &app.segments) {
         Ok(t) => t,
         Err(e) => {
             log_journal_error("stats_read_failed", app.journal.path(), &e);

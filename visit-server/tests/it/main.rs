@@ -20,6 +20,7 @@ mod crash;
 mod disk_full;
 mod foreign;
 mod hostile;
+mod lifetime;
 mod load;
 mod replicas;
 mod serve;
