@@ -35,6 +35,10 @@
 //!   in the journal's summary: they count in `visits` and `days`, so those are every visit
 //!   ever recorded, and in `other_ips_visits`, since their addresses are gone;
 //!   `distinct_ips` and the address counts cover the visits still on disk.
+//! - **Sealed segments** are counted once and their counts kept (see [`crate::counts`]), with
+//!   their [`crate::counts::SEGMENT_IPS`] busiest addresses: the counts stay exact while no
+//!   segment has more distinct addresses than that, and are Space-Saving estimates (as above)
+//!   beyond.
 //!
 //! Memory is therefore at most about [`IP_COUNTERS`] × 64 bytes per computation, and
 //! computations are limited by the `/visits` stream slots ([`crate::app::MAX_STREAMS`]).
@@ -48,7 +52,7 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use visit_journal::{History, Reader, Visit};
 
-use crate::counts::{SegmentCache, SegmentCounts};
+use crate::counts::{SEGMENT_IPS, SegmentCache, SegmentCounts};
 use crate::json;
 use crate::peers::{self, Missing};
 
@@ -184,15 +188,33 @@ fn top(ips: &mut Vec<(IpAddr, u64)>) {
 }
 
 impl Tally {
-    /// The counts to keep for a sealed segment.
-    fn to_counts(&self) -> SegmentCounts {
+    /// Forgets every count, keeping the tables' room.
+    fn clear(&mut self) {
+        self.visits = 0;
+        self.corrupt_lines = 0;
+        self.days = Days::default();
+        self.ips.counts.clear();
+        self.ips.by_count.clear();
+        self.ips.approximate = false;
+    }
+
+    /// The counts to keep, with the `max_ips` busiest addresses.
+    fn to_counts(&self, max_ips: usize) -> SegmentCounts {
+        let mut ips: Vec<(IpAddr, u64)> = self.ips.counts.iter().map(|(i, n)| (*i, *n)).collect();
+        let truncated = ips.len() > max_ips;
+        if truncated {
+            ips.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            ips.truncate(max_ips);
+            // Kept for as long as the segment is on disk: no room for the ones left out.
+            ips.shrink_to_fit();
+        }
         SegmentCounts {
             visits: self.visits,
             corrupt_lines: self.corrupt_lines,
             days: self.days.counts.iter().map(|(d, n)| (*d, *n)).collect(),
             earlier_days_visits: self.days.earlier,
-            ips: self.ips.counts.iter().map(|(ip, n)| (*ip, *n)).collect(),
-            ips_approximate: self.ips.approximate,
+            ips,
+            ips_approximate: self.ips.approximate || truncated,
         }
     }
 
@@ -242,30 +264,44 @@ impl Tally {
 /// lines are counted instead.
 pub fn tally_journal(path: &Path, cache: &SegmentCache) -> visit_journal::Result<Tally> {
     let history = History::open(path)?;
-    let mut total = Tally::default();
-    total.add_retired(history.retired_days(), history.retired_corrupt_lines());
-    let mut on_disk = Vec::new();
+    let mut retired = Tally::default();
+    retired.add_retired(history.retired_days(), history.retired_corrupt_lines());
+    let mut sealed = Vec::new();
+    let mut live = Tally::default();
+    // One tally, cleared for each segment: its tables keep their room, so counting a cold
+    // history of many segments does not leave the heap fragmented by a table per segment.
+    let mut scratch = Tally::default();
     for file in history.into_files() {
         let (segment, reader) = file?;
         let Some(n) = segment else {
-            total.add_file(reader)?;
+            live.add_file(reader)?;
             continue;
         };
-        on_disk.push(n);
-        let counted = match cache.get(n) {
-            Some(counted) => counted,
-            None => {
-                let mut tally = Tally::default();
-                tally.add_file(reader)?;
-                let counts = Arc::new(tally.to_counts());
-                cache.insert(n, Arc::clone(&counts));
-                counts
-            }
-        };
-        total.merge(&counted);
+        sealed.push(n);
+        if cache.get(n).is_none() {
+            scratch.clear();
+            scratch.add_file(reader)?;
+            cache.insert(n, Arc::new(scratch.to_counts(SEGMENT_IPS)));
+        }
     }
-    // Retired segments are in the summary now.
-    cache.keep_only(&on_disk);
+    drop(scratch);
+    // The sealed segments' sum: kept, or the kept one plus the segments sealed since, or (after
+    // a retirement) made again from each segment's counts.
+    let (done, sum) = cache.sum_prefix(&sealed);
+    let mut total = Tally::default();
+    if let Some(sum) = &sum {
+        total.merge(sum);
+    }
+    if sum.is_none() || done < sealed.len() {
+        for n in &sealed[done..] {
+            if let Some(counts) = cache.get(*n) {
+                total.merge(&counts);
+            }
+        }
+        cache.set_sum(sealed, Arc::new(total.to_counts(IP_COUNTERS)));
+    }
+    total.merge(&live.to_counts(usize::MAX));
+    total.merge(&retired.to_counts(0));
     Ok(total)
 }
 
