@@ -83,7 +83,8 @@ impl Options {
 
     /// Rotates the live file before an append would make it larger than `bytes`: the file is
     /// sealed as `<path>.000001` (then `.000002`, …; never written again) and a fresh one takes
-    /// its place. 0 (the default): never rotate.
+    /// its place. 0 (the default): never rotate. Any other size is taken as given (the server
+    /// refuses less than 4 KiB: segments of a few visits each help nobody, but tests use them).
     ///
     /// A batch is never split: one larger than `bytes` goes whole into a fresh file, and a file
     /// is rotated only if it holds at least one line, so no segment is empty. Read the whole
