@@ -831,9 +831,21 @@ mod journal_tests {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        // A child that hangs instead of crashing fails the test within a minute.
+        let pid = child.id().to_string();
+        let (done, watching) = std::sync::mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            if watching
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .is_err()
+            {
+                let _ = Command::new("kill").args(["-9", &pid]).status();
+            }
+        });
         let mut acked = 0;
         let mut crashed_late = false;
-        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        for line in BufReader::new(stdout).lines() {
             let line = line.unwrap();
             if let Some(n) = line.strip_prefix("acked ") {
                 acked = n.parse::<u32>().unwrap() + 1;
@@ -841,6 +853,8 @@ mod journal_tests {
             crashed_late |= line == "never crashed";
         }
         let status = child.wait().unwrap();
+        let _ = done.send(());
+        watchdog.join().unwrap();
         assert!(!crashed_late, "{context}: the step was never reached");
         assert_eq!(
             status.signal(),
