@@ -2,7 +2,8 @@
 
 Schema validators and checkov accept any well-formed StatefulSet; these tests pin what
 makes this one right: the journal path is on the claim, the probes never record a
-visit, the port is the one the server listens on, and the image agrees with all that.
+visit, the port is the one the server (or, in prod, its front proxy) listens on, and the
+image and the proxy's nginx.conf agree with all that.
 
 Run from the repository root (needs kubectl and PyYAML):
 
@@ -23,6 +24,21 @@ ROOT = Path(__file__).resolve().parents[2]
 # CONTRACT.md section 4: where the journal lives in the container and who writes it.
 JOURNAL = "/home/app/data/visits.txt"
 LISTEN = "0.0.0.0:8080"
+# The pod's port, whoever listens on it: the server itself, or its front proxy.
+POD_PORT = 8080
+# CONTRACT.md section 8: behind the proxy, the server listens here and trusts only it.
+PROXIED_LISTEN = "127.0.0.1:8081"
+PROXY_ADDRESS = "127.0.0.1"
+NGINX_CONF = ROOT / "k8s" / "components" / "front-proxy" / "nginx.conf"
+# visit-server's read timeout (server::Limits::read_timeout): it closes a connection idle
+# this long, so the proxy must drop its pooled connections sooner.
+SERVER_READ_TIMEOUT_SECONDS = 5
+# The most /visits streams the server runs at once (server::MAX_STREAMS): each may leave
+# one temporary file of proxy_max_temp_file_size in the proxy's /tmp.
+SERVER_MAX_STREAMS = 16
+# The proxy's peak RSS (master and worker) holding the contract's 3,000 slow-header
+# clients, measured by .ci/steps/40-front-proxy (BENCHMARKS.md).
+EXPECTED_PROXY_RSS_BYTES = 42 * 1000 * 1000
 APP_UID = 65532
 # CONTRACT.md section 3: after SIGTERM the server exits within this many seconds.
 SERVER_DRAIN_SECONDS = 5
@@ -30,6 +46,7 @@ SERVER_DRAIN_SECONDS = 5
 EXPECTED_RSS_BYTES = 20 * 1000 * 1000
 
 _BINARY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+_NGINX_SUFFIXES = {"k": 2**10, "m": 2**20, "g": 2**30}
 
 
 def quantity(value):
@@ -50,6 +67,36 @@ def size(value):
         if text.endswith(suffix):
             return int(text[: -len(suffix)]) << shift
     return int(text)
+def nginx_size(text):
+    """Parses an nginx size: 4m, 8k, 512."""
+    factor = _NGINX_SUFFIXES.get(text[-1].lower(), 1)
+    return int(text.rstrip("kKmMgG")) * factor
+
+
+def nginx_seconds(text):
+    """Parses the nginx times used here: 5s, 10s (plain numbers are seconds too)."""
+    return int(text.rstrip("s"))
+
+
+def nginx_directives():
+    """The front proxy's directives as (line number, name, arguments), in file order; the
+    entries of `map` blocks are values, not directives, and are left out. (The file keeps
+    one directive per line and no `#` inside a value, which the facts below rely on.)"""
+    directives = []
+    in_map = False
+    for number, line in enumerate(NGINX_CONF.read_text().splitlines(), 1):
+        code = line.split("#", 1)[0].strip()
+        if code == "}":
+            in_map = False
+        elif code and not in_map:
+            name, _, args = code.rstrip(";{").strip().partition(" ")
+            directives.append((number, name, args.strip()))
+            in_map = name == "map"
+    return directives
+
+
+def nginx_values(name):
+    return [args for _, n, args in nginx_directives() if n == name]
 
 
 def render(overlay):
@@ -94,6 +141,8 @@ class OverlayFacts:
 
     overlay = None
     replicas = None
+    # Whether the overlay includes k8s/components/front-proxy.
+    proxied = None
 
     @classmethod
     def setUpClass(cls):
@@ -101,6 +150,10 @@ class OverlayFacts:
         cls.sts = cls.docs[("StatefulSet", "visit-server")]
         cls.pod = cls.sts["spec"]["template"]["spec"]
         (cls.container,) = cls.pod["containers"]
+        # The container that owns the pod's port: the proxy sidecar, or the server.
+        sidecars = [c for c in cls.pod.get("initContainers", []) if c["name"] == "front-proxy"]
+        cls.proxy = sidecars[0] if sidecars else None
+        cls.front = cls.proxy if cls.proxied else cls.container
 
     def env_var(self, name):
         (var,) = [e for e in self.container["env"] if e["name"] == name]
@@ -110,8 +163,9 @@ class OverlayFacts:
         return self.env_var(name)["value"]
 
     def container_port(self, ref):
-        """The container port number a probe or a Service names, by number or by name."""
-        for port in self.container["ports"]:
+        """The pod port number a probe or a Service names, by number or by name: a port of
+        the container that faces clients (the server, or its front proxy)."""
+        for port in self.front["ports"]:
             if ref in (port["containerPort"], port.get("name")):
                 return port["containerPort"]
         self.fail(f"{self.overlay}: no container port {ref!r}")
@@ -163,10 +217,17 @@ class OverlayFacts:
         self.assertFalse(mount.get("readOnly", False))
 
     def test_container_port_is_the_listen_port(self):
-        self.assertEqual(self.env("VISIT_LISTEN"), LISTEN)
-        listen_port = int(LISTEN.rpartition(":")[2])
-        (port,) = self.container["ports"]
-        self.assertEqual((port["name"], port["containerPort"]), ("http", listen_port))
+        if self.proxied:
+            # The server is reachable from inside the pod only, and believes only the proxy.
+            self.assertEqual(self.env("VISIT_LISTEN"), PROXIED_LISTEN)
+            self.assertEqual(self.env("VISIT_TRUSTED_PROXIES"), PROXY_ADDRESS)
+            self.assertFalse(self.container.get("ports"))
+        else:
+            self.assertEqual(self.env("VISIT_LISTEN"), LISTEN)
+            self.assertNotIn("VISIT_TRUSTED_PROXIES", [e["name"] for e in self.container["env"]])
+            self.assertIsNone(self.proxy)
+        (port,) = self.front["ports"]
+        self.assertEqual((port["name"], port["containerPort"]), ("http", POD_PORT))
 
     def test_probes_hit_health_endpoints_never_the_visit_counter(self):
         expected = {
@@ -178,7 +239,10 @@ class OverlayFacts:
             with self.subTest(probe=probe):
                 get = self.container[probe]["httpGet"]
                 self.assertEqual(get["path"], path)
-                self.assertEqual(self.container_port(get["port"]), 8080)
+                self.assertEqual(self.container_port(get["port"]), POD_PORT)
+                if self.proxied:
+                    # A probe's port name is looked up in its own container: a number here.
+                    self.assertEqual(get["port"], POD_PORT)
 
     def test_headless_service_governs_the_statefulset(self):
         svc = self.docs[("Service", self.sts["spec"]["serviceName"])]
@@ -283,6 +347,11 @@ class OverlayFacts:
 class DevOverlay(OverlayFacts, unittest.TestCase):
     overlay = "dev"
     replicas = 1
+    proxied = False
+
+    def test_has_no_front_proxy(self):
+        self.assertNotIn("initContainers", self.pod)
+        self.assertNotIn("ConfigMap", [kind for kind, _ in self.docs])
 
     def test_rolls_out_on_apply(self):
         self.assertEqual(self.sts["spec"]["updateStrategy"]["rollingUpdate"]["partition"], 0)
@@ -291,15 +360,138 @@ class DevOverlay(OverlayFacts, unittest.TestCase):
 class ProdOverlay(OverlayFacts, unittest.TestCase):
     overlay = "prod"
     replicas = 3
+    proxied = True
 
-    def test_rollout_waits_for_the_partition_to_be_lowered(self):
-        partition = self.sts["spec"]["updateStrategy"]["rollingUpdate"]["partition"]
-        self.assertEqual(partition, self.replicas)
+    def test_proxy_is_a_native_sidecar_running_the_mounted_config(self):
+        self.assertIsNotNone(self.proxy, "prod must include k8s/components/front-proxy")
+        self.assertEqual(self.proxy["restartPolicy"], "Always")
+        image = self.proxy["image"]
+        self.assertIn("nginx-unprivileged", image)
+        self.assertRegex(image, r":[0-9]+\.[0-9]+\.[0-9]+(-[a-z0-9-]+)?$|@sha256:[0-9a-f]{64}$")
+        mounts = {m["mountPath"]: m for m in self.proxy["volumeMounts"]}
+        command = self.proxy["command"]
+        self.assertEqual(command[0], "nginx")
+        self.assertEqual(command[1:2] + command[3:], ["-c", "-g", "daemon off;"])
+        conf_dir, _, conf_name = command[2].rpartition("/")
+        self.assertEqual(conf_name, "nginx.conf")
+        self.assertIs(mounts[conf_dir]["readOnly"], True)
+        volumes = {v["name"]: v for v in self.pod["volumes"]}
+        config_map = volumes[mounts[conf_dir]["name"]]["configMap"]["name"]
+        # The whole configuration, byte for byte as in the repository.
+        data = self.docs[("ConfigMap", config_map)]["data"]
+        self.assertEqual(data, {"nginx.conf": NGINX_CONF.read_text()})
 
-    def test_image_comes_from_a_registry_with_a_fixed_tag(self):
-        image = self.container["image"]
-        self.assertIn("/", image, "prod pulls from a registry, not a locally loaded image")
-        self.assertRegex(image, r":[0-9]+\.[0-9]+\.[0-9]+$|@sha256:[0-9a-f]{64}$")
+    def test_kubectl_exec_means_the_server(self):
+        annotations = self.sts["spec"]["template"]["metadata"]["annotations"]
+        self.assertEqual(annotations["kubectl.kubernetes.io/default-container"], "visit-server")
+
+    def test_proxy_is_hardened_like_the_server(self):
+        sc = self.proxy["securityContext"]
+        self.assertIs(sc["runAsNonRoot"], True)
+        self.assertIs(sc["allowPrivilegeEscalation"], False)
+        self.assertIs(sc["readOnlyRootFilesystem"], True)
+        self.assertEqual(sc["capabilities"], {"drop": ["ALL"]})
+        self.assertNotEqual(sc.get("runAsUser", APP_UID), 0)
+        # Its one writable place is /tmp, a bounded emptyDir that holds its pid file and
+        # its temporary files: every one of them under /tmp.
+        mounts = {m["mountPath"]: m["name"] for m in self.proxy["volumeMounts"]}
+        volumes = {v["name"]: v for v in self.pod["volumes"]}
+        tmp = volumes[mounts["/tmp"]]["emptyDir"]
+        for name in ("pid", *(f"{k}_temp_path" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))):
+            with self.subTest(directive=name):
+                (path,) = nginx_values(name)
+                self.assertTrue(path.startswith("/tmp/"), path)
+        # Every buffered /visits the server may be streaming fits at once.
+        (temp_file,) = nginx_values("proxy_max_temp_file_size")
+        self.assertGreaterEqual(quantity(tmp["sizeLimit"]), SERVER_MAX_STREAMS * nginx_size(temp_file))
+
+    def test_proxy_resources_cover_the_measured_rss(self):
+        requests = self.proxy["resources"]["requests"]
+        limits = self.proxy["resources"]["limits"]
+        self.assertGreater(quantity(limits["memory"]), 1.5 * EXPECTED_PROXY_RSS_BYTES)
+        self.assertGreaterEqual(quantity(limits["memory"]), quantity(requests["memory"]))
+        self.assertLessEqual(quantity(requests["cpu"]), quantity(limits["cpu"]))
+
+    def test_proxy_probes_its_own_port(self):
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            with self.subTest(probe=probe):
+                self.assertEqual(self.proxy[probe]["tcpSocket"]["port"], POD_PORT)
+
+    def test_services_and_policy_name_the_proxy_port_by_number(self):
+        # A named port of an init container is not resolved by every network plugin.
+        for name in ("visit-server", "visit-server-headless"):
+            (port,) = self.docs[("Service", name)]["spec"]["ports"]
+            self.assertEqual(port["targetPort"], POD_PORT)
+        (rule,) = self.docs[("NetworkPolicy", "visit-server")]["spec"]["ingress"]
+        self.assertEqual(rule["ports"], [{"port": POD_PORT, "protocol": "TCP"}])
+
+    def test_proxy_stops_within_the_grace_period_after_the_server(self):
+        (timeout,) = nginx_values("worker_shutdown_timeout")
+        self.assertLess(
+            SERVER_DRAIN_SECONDS + nginx_seconds(timeout),
+            self.pod["terminationGracePeriodSeconds"],
+        )
+
+
+class FrontProxyConfig(unittest.TestCase):
+    """nginx.conf against the pod and the server it fronts (CONTRACT.md section 8)."""
+
+    def test_listens_on_the_pod_port_over_ipv4_and_ipv6_without_http2(self):
+        self.assertEqual(sorted(nginx_values("listen")), [str(POD_PORT), f"[::]:{POD_PORT}"])
+        self.assertEqual(nginx_values("http2"), [])
+
+    def test_forwards_to_the_server_and_overwrites_the_forwarding_header(self):
+        self.assertEqual(nginx_values("proxy_pass"), ["http://visit_server"])
+        (server,) = nginx_values("server")[:1]
+        self.assertEqual(server.split()[0], PROXIED_LISTEN)
+        headers = dict(v.split(None, 1) for v in nginx_values("proxy_set_header"))
+        self.assertEqual(headers["X-Forwarded-For"], "$remote_addr")
+        # The pool to the server is used: HTTP/1.1 and no Connection: close.
+        self.assertEqual(headers["Connection"], '""')
+        self.assertEqual(nginx_values("proxy_http_version"), ["1.1"])
+
+    def test_bounds_what_a_client_can_hold(self):
+        for name in (
+            "client_header_timeout",
+            "client_header_buffer_size",
+            "large_client_header_buffers",
+            "client_max_body_size",
+            "client_body_timeout",
+            "keepalive_timeout",
+            "send_timeout",
+            "worker_connections",
+            "keepalive",
+        ):
+            with self.subTest(directive=name):
+                self.assertTrue(nginx_values(name), f"nginx.conf must set {name}")
+        # The whole header stays below what the server refuses itself (16 KiB).
+        count, size = nginx_values("large_client_header_buffers")[0].split()
+        self.assertLess(int(count) * nginx_size(size), 16 * 1024)
+        # A body is never passed on: any Content-Length but 0, or Transfer-Encoding, is 400.
+        self.assertEqual(nginx_values("if"), ["($refuse_body)"])
+        # A pooled connection is dropped before the server drops it as idle.
+        keepalive_timeouts = [nginx_seconds(v) for v in nginx_values("keepalive_timeout")]
+        self.assertLess(min(keepalive_timeouts), SERVER_READ_TIMEOUT_SECONDS)
+        # Enough descriptors for every connection nginx may hold.
+        (connections,) = nginx_values("worker_connections")
+        (nofile,) = nginx_values("worker_rlimit_nofile")
+        self.assertGreater(int(nofile), int(connections))
+        self.assertEqual(nginx_values("worker_processes"), ["1"])
+
+    def test_every_directive_says_why(self):
+        # Each directive, or each run of directives on consecutive lines, comes right after
+        # a comment: what it bounds and why that number.
+        lines = NGINX_CONF.read_text().splitlines()
+        directive_lines = {number for number, _, _ in nginx_directives()}
+        for number, name, _ in nginx_directives():
+            above = number - 1
+            while above in directive_lines:
+                above -= 1
+            with self.subTest(line=number, directive=name):
+                self.assertTrue(
+                    above >= 1 and lines[above - 1].lstrip().startswith("#"),
+                    f"nginx.conf:{number}: {name} has no comment above it",
+                )
 
 
 class ImageAgreesWithManifests(unittest.TestCase):
@@ -315,6 +507,17 @@ class ImageAgreesWithManifests(unittest.TestCase):
         self.assertIn(("USER", f"{APP_UID}:{APP_UID}"), stage)
         (entrypoint,) = [args for keyword, args in stage if keyword == "ENTRYPOINT"]
         self.assertTrue(entrypoint.startswith("["), "ENTRYPOINT must be exec form")
+
+    def test_healthcheck_probes_the_configured_address(self):
+        (check,) = [args for keyword, args in runtime_stage() if keyword == "HEALTHCHECK"]
+        # The server's own probe follows VISIT_LISTEN; a URL here would hard-code a port.
+        self.assertTrue(check.endswith('CMD ["/usr/local/bin/visit-server", "--probe"]'), check)
+        # podman drops HEALTHCHECK from OCI images: the file says to build --format docker.
+        self.assertIn("--format docker", (ROOT / "visit-server" / "Dockerfile").read_text())
+
+    def test_no_unpinned_frontend(self):
+        first = (ROOT / "visit-server" / "Dockerfile").read_text().splitlines()[0]
+        self.assertFalse(first.lower().startswith("# syntax="), first)
 
     def test_runtime_base_has_cat_for_kubectl_exec(self):
         (base,) = [args for keyword, args in runtime_stage() if keyword == "FROM"]

@@ -231,8 +231,10 @@ impl Reader {
     /// # }
     /// ```
     ///
-    /// Building one cannot fail, and reading memory cannot fail either: of the errors the
-    /// methods document, a reader from bytes returns only [`Error::Corrupt`].
+    /// # Errors
+    ///
+    /// None here. Reading memory cannot fail either: of the errors the other methods
+    /// document, a reader from bytes returns only [`Error::Corrupt`].
     pub fn from_bytes(name: impl Into<PathBuf>, bytes: Vec<u8>) -> Reader {
         let len = bytes.len() as u64;
         let end = bytes

@@ -12,7 +12,7 @@
 //! answers): its escaping leaves DEL, C1 controls and U+2028/U+2029 as they are, and the
 //! bodies keep a line layout (`[`, one element per line, `]`) that clients of the text-minded
 //! lab read with `grep`; a derive-based writer would also add `serde_derive` to the build.
-//! This writer is about 150 lines with its tests.
+//! This writer is about 150 lines of code.
 
 use std::fmt::{self, Write as _};
 

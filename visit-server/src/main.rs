@@ -1,9 +1,11 @@
 //! `visit-server`: parses the configuration, opens the journal, binds, and serves until
 //! SIGTERM. Everything else lives in the library; see its docs.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use visit_journal::Options;
 use visit_server::app::{self, App};
@@ -19,6 +21,7 @@ fn main() -> ExitCode {
         Ok(Command::Version) => {
             return say(&format!("visit-server {}\n", env!("CARGO_PKG_VERSION")));
         }
+        Ok(Command::Probe(config)) => return probe(config.listen),
         Err(e) => {
             let _ = write!(io::stderr(), "visit-server: {e}\n\n{}", config::usage());
             return ExitCode::from(2);
@@ -123,6 +126,47 @@ fn main() -> ExitCode {
     match server::run(listener, app, &limits, &signals) {
         Outcome::Stopped => ExitCode::SUCCESS,
         Outcome::Failed => ExitCode::FAILURE,
+    }
+}
+
+/// `--probe`: GET /livez from the address the server is configured to listen on (an
+/// unspecified address, 0.0.0.0 or [::], is asked on its loopback), within 2 s. Exit 0 on a
+/// 200; otherwise one line on stderr saying what was wrong, and exit 1.
+fn probe(listen: SocketAddr) -> ExitCode {
+    const TIMEOUT: Duration = Duration::from_secs(2);
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        });
+    }
+    let status_line = (|| -> io::Result<String> {
+        let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+        stream.set_read_timeout(Some(TIMEOUT))?;
+        stream.set_write_timeout(Some(TIMEOUT))?;
+        write!(
+            stream,
+            "GET /livez HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )?;
+        // The status line is all we need; a short answer is read whole.
+        let mut head = [0u8; 64];
+        let mut len = 0;
+        while len < head.len() {
+            match stream.read(&mut head[len..])? {
+                0 => break,
+                n => len += n,
+            }
+        }
+        let head = String::from_utf8_lossy(&head[..len]);
+        Ok(head.lines().next().unwrap_or_default().to_string())
+    })();
+    match status_line {
+        Ok(line) if line.starts_with("HTTP/1.1 200 ") || line.starts_with("HTTP/1.0 200 ") => {
+            ExitCode::SUCCESS
+        }
+        Ok(line) => fail(&format!("probe of http://{addr}/livez: answered {line:?}")),
+        Err(e) => fail(&format!("probe of http://{addr}/livez: {e}")),
     }
 }
 

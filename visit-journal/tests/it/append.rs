@@ -186,11 +186,16 @@ fn a_lock_held_elsewhere_times_out_with_locked() {
 /// journal appending from several threads: every record of both is whole and present.
 #[test]
 fn interleaves_safely_with_python_flock_writers() {
-    const FOREIGN: u32 = 300;
-    let t = TempJournal::new();
-    let journal = t.open_fast();
-    let script = format!(
-        r#"
+    // A lock that is never released would hang here: fail instead.
+    within(
+        Duration::from_secs(120),
+        "beside a Python flock writer",
+        || {
+            const FOREIGN: u32 = 300;
+            let t = TempJournal::new();
+            let journal = t.open_fast();
+            let script = format!(
+                r#"
 import fcntl, os, sys
 with open({path:?}, "ab", buffering=0) as f:
     for i in range({FOREIGN}):
@@ -203,42 +208,44 @@ with open({path:?}, "ab", buffering=0) as f:
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
 "#,
-        path = t.path.to_str().unwrap()
-    );
-    let mut python = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("python3 is on every machine this project supports");
-    std::thread::scope(|s| {
-        for thread in 0..4u16 {
-            let journal = &journal;
-            s.spawn(move || {
-                for seq in 0..200 {
-                    journal.append(&tagged(0, thread, seq)).unwrap();
+                path = t.path.to_str().unwrap()
+            );
+            let mut python = Command::new("python3")
+                .arg("-c")
+                .arg(&script)
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("python3 is on every machine this project supports");
+            std::thread::scope(|s| {
+                for thread in 0..4u16 {
+                    let journal = &journal;
+                    s.spawn(move || {
+                        for seq in 0..200 {
+                            journal.append(&tagged(0, thread, seq)).unwrap();
+                        }
+                    });
                 }
             });
-        }
-    });
-    assert!(python.wait().unwrap().success());
+            assert!(python.wait().unwrap().success());
 
-    let visits = t.visits(); // no corrupt line: nothing interleaved
-    let foreign: Vec<_> = visits.iter().filter(|v| v.ip.is_ipv4()).collect();
-    assert_eq!(foreign.len(), FOREIGN as usize);
-    for (i, v) in foreign.iter().enumerate() {
-        assert_eq!(v.ip.to_string(), format!("192.168.{}.{}", i / 256, i % 256));
-    }
-    let ours: Vec<_> = visits.iter().filter(|v| v.ip.is_ipv6()).map(tag).collect();
-    assert_eq!(ours.len(), 800);
-    for thread in 0..4 {
-        let seqs: Vec<u32> = ours.iter().filter(|t| t.1 == thread).map(|t| t.2).collect();
-        assert_eq!(
-            seqs,
-            (0..200).collect::<Vec<_>>(),
-            "thread {thread} in order"
-        );
-    }
+            let visits = t.visits(); // no corrupt line: nothing interleaved
+            let foreign: Vec<_> = visits.iter().filter(|v| v.ip.is_ipv4()).collect();
+            assert_eq!(foreign.len(), FOREIGN as usize);
+            for (i, v) in foreign.iter().enumerate() {
+                assert_eq!(v.ip.to_string(), format!("192.168.{}.{}", i / 256, i % 256));
+            }
+            let ours: Vec<_> = visits.iter().filter(|v| v.ip.is_ipv6()).map(tag).collect();
+            assert_eq!(ours.len(), 800);
+            for thread in 0..4 {
+                let seqs: Vec<u32> = ours.iter().filter(|t| t.1 == thread).map(|t| t.2).collect();
+                assert_eq!(
+                    seqs,
+                    (0..200).collect::<Vec<_>>(),
+                    "thread {thread} in order"
+                );
+            }
+        },
+    );
 }
 
 /// A record another program appended under the lock is read back like ours.

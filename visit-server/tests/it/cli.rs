@@ -213,3 +213,35 @@ fn a_rotating_server_seals_segments_and_retires_them_into_the_summary() {
     );
     assert!(value("visit_journal_sealed_bytes") <= 8192);
 }
+
+#[test]
+fn probe_asks_the_configured_address_and_records_nothing() {
+    let scratch = Scratch::new();
+    let server = Server::start(&scratch.file(), &[]);
+    let listen = server.addr.to_string();
+    // As the image's HEALTHCHECK runs it: the address comes from VISIT_LISTEN.
+    let healthy = Command::new(BIN)
+        .arg("--probe")
+        .env("VISIT_LISTEN", &listen)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(healthy.status.success(), "{healthy:?}");
+    // An unspecified address is asked on its loopback.
+    let any = format!("0.0.0.0:{}", server.addr.port());
+    assert!(output(&["--probe", "--listen", &any]).status.success());
+    assert!(
+        journal_lines(&scratch.file()).is_empty(),
+        "a probe recorded a visit"
+    );
+    // Nobody listening: exit 1 with one line naming the address.
+    let port = crate::support::free_ports(1)[0];
+    let down = output(&["--probe", "--listen", &format!("127.0.0.1:{port}")]);
+    assert_eq!(down.status.code(), Some(1));
+    let err = String::from_utf8(down.stderr).unwrap();
+    assert!(
+        err.starts_with("visit-server: probe of http://127.0.0.1:"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
