@@ -1027,4 +1027,64 @@ mod journal_tests {
         assert!(segment::segment_path(&path, 1).exists());
         assert_each_acked_once(&path, n + 1, "failed fsync");
     }
+    #[test]
+    fn a_batch_left_unsettled_in_a_file_rotated_away_is_never_cut_from_the_sealed_segment() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("visits.txt");
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .unwrap();
+        let faults = Arc::new(Mutex::new(Faults::default()));
+        let storage = Arc::new(FaultyStorage {
+            inner: FileStorage { file },
+            faults: Arc::clone(&faults),
+        });
+        let journal = Journal::with_storage(&path, Options::new(), storage).unwrap();
+        for n in 0..10 {
+            journal.append(&visit(n)).unwrap();
+        }
+        // The batch's fsync fails, and so does every attempt to settle it for now: it stays
+        // in the file, noted as unsettled, and the handle is poisoned.
+        {
+            let mut f = faults.lock().unwrap();
+            f.fail_syncs = 100;
+            f.fail_truncates = 100;
+            f.fail_rewrites = 100;
+        }
+        assert!(journal.append(&visit(10)).unwrap_err().is_poisoned());
+        assert!(journal.reopen().is_err(), "cannot settle yet");
+        // Meanwhile another writer rotates the file away: the unsettled batch is sealed in
+        // segment 1, as whole lines.
+        let other = options().rotate_size(100).open(&path).unwrap();
+        other.append(&visit(11)).unwrap();
+        let sealed = segment::segment_path(&path, 1);
+        let before = fs::read(&sealed).unwrap();
+        let last: Visit = String::from_utf8(before.clone())
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            seq(&last),
+            10,
+            "the unsettled batch is the segment's last line"
+        );
+        // Now the faults clear and the first handle settles: the sealed segment is made
+        // durable in place, never cut.
+        *faults.lock().unwrap() = Faults::default();
+        journal.reopen().unwrap();
+        assert_eq!(
+            fs::read(&sealed).unwrap(),
+            before,
+            "a sealed segment is final"
+        );
+        journal.append(&visit(12)).unwrap();
+        // Everything once, in order: the unacknowledged 10 happens to be on disk, whole.
+        assert_each_acked_once(&path, 13, "settled");
+    }
 }
