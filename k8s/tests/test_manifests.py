@@ -277,6 +277,15 @@ class OverlayFacts:
         (svc_port,) = svc["spec"]["ports"]
         self.assertEqual(self.container_port(svc_port["targetPort"]), int(port))
         self.assertNotIn("VISIT_PEERS", [e["name"] for e in self.container["env"]])
+        # Peers reach a pod on the pod's port. Behind the proxy the server listens on
+        # another one, so it must be told (VISIT_PUBLIC_PORT) to recognise its own pod
+        # among the peers; without the proxy the listening port is the peers' port.
+        if self.proxied:
+            self.assertEqual(self.env("VISIT_PUBLIC_PORT"), str(POD_PORT))
+            self.assertEqual(int(port), POD_PORT)
+        else:
+            self.assertNotIn("VISIT_PUBLIC_PORT", [e["name"] for e in self.container["env"]])
+            self.assertEqual(int(port), int(self.env("VISIT_LISTEN").rpartition(":")[2]))
 
     def test_egress_is_only_to_the_peers_and_the_cluster_dns(self):
         spec = self.docs[("NetworkPolicy", "visit-server")]["spec"]

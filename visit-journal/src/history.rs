@@ -256,6 +256,35 @@ impl History {
         }
     }
 
+    /// Reads the next record into `visit` and its timestamp, exactly as the line writes it,
+    /// into `time`. Returns `Ok(false)` at the end.
+    ///
+    /// # Errors
+    ///
+    /// As [`Reader::read_visit_with_time`].
+    pub fn read_visit_with_time(&mut self, visit: &mut Visit, time: &mut String) -> Result<bool> {
+        while !self.failed {
+            let reader = match self.next_reader() {
+                None => return Ok(false),
+                Some(Ok(reader)) => reader,
+                Some(Err(e)) => {
+                    self.failed = true;
+                    return Err(e);
+                }
+            };
+            match reader.read_visit_with_time(visit, time) {
+                Ok(true) => return Ok(true),
+                Ok(false) => self.current = None,
+                Err(e @ Error::Io { .. }) => {
+                    self.failed = true;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
+    }
+
     /// Counts the complete lines from here to the end, in constant memory, without parsing.
     ///
     /// # Errors

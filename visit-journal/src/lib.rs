@@ -15,6 +15,8 @@
 //!
 //! - [`Visit`]: one visit, a timestamp and an IP address. Its [`Display`](std::fmt::Display)
 //!   and [`FromStr`](std::str::FromStr) are the line format. Pure, no I/O.
+//! - [`anonymize`]: reduces an address to its /24 (IPv4) or /48 (IPv6) before it is
+//!   recorded, for operators who must not keep full addresses.
 //! - [`Journal`]: a file open for appending. [`Journal::append`] and
 //!   [`Journal::append_batch`] return once the records are durable. `Send + Sync`: share one
 //!   between threads and their appends are committed together.
@@ -23,6 +25,8 @@
 //! - [`Reader`]: streams the records of a journal in constant memory, with
 //!   [`tail`](Reader::tail), [`count_lines`](Reader::count_lines),
 //!   [`verify`](Reader::verify) and [`into_text`](Reader::into_text). Takes no lock.
+//!   [`read_visit_with_time`](Reader::read_visit_with_time) also gives each record's
+//!   timestamp exactly as the line writes it.
 //!   [`Reader::from_bytes`] reads a journal's bytes held in memory (another replica's answer,
 //!   say) with exactly the same rules and errors.
 //! - [`History`]: the same over a journal's whole history, its sealed segments and live file,
@@ -232,7 +236,7 @@ pub use crate::error::{Error, Op, Result};
 pub use crate::history::History;
 pub use crate::options::Options;
 pub use crate::reader::{Reader, Report};
-pub use crate::visit::Visit;
+pub use crate::visit::{Visit, anonymize};
 pub use crate::writer::{Journal, Stats};
 
 // The READMEs' Rust examples are compiled as doc tests, so they cannot go stale.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Op, Result};
 use crate::repair::{self, Cut};
 use crate::storage::{CHUNK, FileStorage, ReadAt, count_newlines, last_line_end, read_up_to};
-use crate::visit::{MAX_LINE, Visit, parse_record};
+use crate::visit::{MAX_LINE, Visit, parse_record, written_time};
 
 /// Streams the visits of a journal, oldest first, in constant memory.
 ///
@@ -382,6 +382,44 @@ impl Reader {
         }
     }
 
+    /// Reads the next record into `visit`, like [`read_visit`](Reader::read_visit), and its
+    /// timestamp's text exactly as the line writes it into `time` (replacing what it held).
+    /// Returns `Ok(false)` at the end.
+    ///
+    /// [`Visit::time`] prints a timestamp the way this crate writes it, which can differ from
+    /// the line it was read from: the classic lab app's `2022-11-29T10:44:36+03:00` prints as
+    /// `2022-11-29T10:44:36.000+03:00`, and `Z` as `+00:00`. An export that must show each
+    /// record's time byte for byte as in the file (a CSV, say) reads it from here.
+    ///
+    /// ```
+    /// use visit_journal::{Reader, Visit};
+    ///
+    /// # fn main() -> visit_journal::Result<()> {
+    /// let body = b"2022-11-29T07:44:36Z - 172.17.0.1\n".to_vec();
+    /// let mut reader = Reader::from_bytes("example", body);
+    /// let (mut visit, mut time) = (Visit::now([0, 0, 0, 0].into()), String::new());
+    /// assert!(reader.read_visit_with_time(&mut visit, &mut time)?);
+    /// assert_eq!(time, "2022-11-29T07:44:36Z");
+    /// assert_eq!(visit.time().to_string(), "2022-11-29T07:44:36.000+00:00");
+    /// assert!(!reader.read_visit_with_time(&mut visit, &mut time)?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`read_visit`](Reader::read_visit); `time` is then left as it was.
+    pub fn read_visit_with_time(&mut self, visit: &mut Visit, time: &mut String) -> Result<bool> {
+        match self.next_record_keeping(Some(time)) {
+            None => Ok(false),
+            Some(Ok(v)) => {
+                *visit = v;
+                Ok(true)
+            }
+            Some(Err(e)) => Err(e),
+        }
+    }
+
     /// Counts the complete lines from here to the end, in constant memory, without parsing.
     ///
     /// # Errors
@@ -477,8 +515,20 @@ impl Reader {
     }
 
     fn next_record(&mut self) -> Option<Result<Visit>> {
+        self.next_record_keeping(None)
+    }
+
+    /// The next record, and its timestamp's text into `time` if asked.
+    fn next_record_keeping(&mut self, time: Option<&mut String>) -> Option<Result<Visit>> {
         let (offset, parsed) = match self.next_line()? {
-            Ok((offset, line)) => (offset, parse_record(line)),
+            Ok((offset, line)) => {
+                let parsed = parse_record(line);
+                if let (Ok(_), Some(time)) = (&parsed, time) {
+                    time.clear();
+                    time.push_str(written_time(line));
+                }
+                (offset, parsed)
+            }
             Err(e) => return Some(Err(e)),
         };
         let this_line = self.line;

@@ -4,7 +4,7 @@
 //! `\n`.
 
 use std::fmt::{self, Write as _};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use chrono::{DateTime, Datelike, FixedOffset, Local, NaiveDate, NaiveTime, TimeZone, Timelike};
@@ -121,6 +121,44 @@ impl Visit {
     }
 }
 
+/// Reduces an address to its network, so that a visitor is not identified by it: an IPv4
+/// address to its /24 (`10.0.7.23` becomes `10.0.7.0`), an IPv6 address to its /48
+/// (`2001:db8:1:2::5` becomes `2001:db8:1::`).
+///
+/// This is the data minimisation of the GDPR (Art. 5(1)(c)), as done by Google Analytics'
+/// former `anonymize_ip` and Matomo: a /24 is one of 256 addresses of an access network, a
+/// /48 one site's allocation, enough to count visitors by network but not to single one out.
+/// The result is still an [`IpAddr`], so a journal of reduced addresses has the same format.
+///
+/// An IPv4-mapped IPv6 address (`::ffff:10.0.7.23`, what a dual-stack socket reports for an
+/// IPv4 client) is an IPv4 client: it is reduced to its /24 and keeps its mapped form
+/// (`::ffff:10.0.7.0`). Reducing is idempotent: a reduced address stays as it is.
+///
+/// ```
+/// use std::net::IpAddr;
+/// use visit_journal::anonymize;
+///
+/// let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+/// assert_eq!(anonymize(ip("10.0.7.23")), ip("10.0.7.0"));
+/// assert_eq!(anonymize(ip("2001:db8:1:2::5")), ip("2001:db8:1::"));
+/// assert_eq!(anonymize(ip("::ffff:10.0.7.23")), ip("::ffff:10.0.7.0"));
+/// ```
+pub fn anonymize(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(Ipv4Addr::from(u32::from(v4) & IPV4_KEEP)),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V6(Ipv4Addr::from(u32::from(v4) & IPV4_KEEP).to_ipv6_mapped()),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & IPV6_KEEP)),
+        },
+    }
+}
+
+/// The bits [`anonymize`] keeps of an IPv4 address: its /24.
+const IPV4_KEEP: u32 = !0 << (32 - 24);
+
+/// The bits [`anonymize`] keeps of an IPv6 address: its /48.
+const IPV6_KEEP: u128 = !0 << (128 - 48);
+
 impl fmt::Display for Visit {
     /// Writes the record as it appears in the file, without the trailing newline.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -216,6 +254,13 @@ pub(crate) fn parse_record(line: &[u8]) -> Result<Visit, &'static str> {
         .and_then(|s| s.parse::<IpAddr>().ok())
         .ok_or("bad ip address")?;
     Ok(Visit { at, ip })
+}
+
+/// The timestamp's text of a line that [`parse_record`] accepted: what precedes ` - `.
+pub(crate) fn written_time(line: &[u8]) -> &str {
+    let time = find(line, b" - ").map_or(line, |sep| &line[..sep]);
+    // A parsed timestamp is ASCII; the fallback cannot happen.
+    std::str::from_utf8(time).unwrap_or("")
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -329,6 +374,7 @@ impl Cursor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn visit(s: &str) -> Visit {
         s.parse().unwrap_or_else(|e| panic!("{s:?}: {e}"))
@@ -462,6 +508,75 @@ mod tests {
         let v = Visit::new(utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap(), ip);
         assert!(matches!(v.check(), Err(Error::Unrepresentable { .. })));
         assert!(Visit::now(ip).check().is_ok());
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or_else(|e| panic!("{s:?}: {e}"))
+    }
+
+    #[test]
+    fn anonymize_keeps_the_slash_24_and_slash_48() {
+        for (full, reduced) in [
+            ("10.0.7.23", "10.0.7.0"),
+            ("10.0.7.0", "10.0.7.0"),
+            ("255.255.255.255", "255.255.255.0"),
+            ("0.0.0.0", "0.0.0.0"),
+            ("2001:db8:1:2::5", "2001:db8:1::"),
+            ("2001:db8:1:ffff:ffff:ffff:ffff:ffff", "2001:db8:1::"),
+            ("::1", "::"),
+            ("fe80::1", "fe80::"),
+            ("::ffff:10.0.7.23", "::ffff:10.0.7.0"),
+        ] {
+            assert_eq!(anonymize(ip(full)), ip(reduced), "{full}");
+        }
+    }
+
+    #[test]
+    fn written_time_is_the_text_before_the_separator() {
+        for line in [
+            "2022-11-29T10:44:36+03:00 - 172.17.0.1",
+            "2022-11-29T07:44:36.123456z - ::1",
+            "2026-11-26T10:44:36.123+03:00 - 10.0.0.7",
+        ] {
+            let v = visit(line);
+            let time = written_time(line.as_bytes());
+            assert_eq!(format!("{time} - {}", v.ip), line);
+        }
+    }
+
+    /// Any address, with IPv4-mapped IPv6 ones often enough to be tested.
+    fn any_ip() -> impl Strategy<Value = IpAddr> {
+        prop_oneof![
+            any::<IpAddr>(),
+            any::<Ipv4Addr>().prop_map(|a| IpAddr::V6(a.to_ipv6_mapped())),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn anonymize_is_idempotent_and_keeps_the_prefix(raw in any_ip()) {
+            let reduced = anonymize(raw);
+            prop_assert_eq!(anonymize(reduced), reduced);
+            // The kept bits are the address's, the rest are zero.
+            let (raw_bits, reduced_bits, keep) = match (raw, reduced) {
+                (IpAddr::V4(a), IpAddr::V4(r)) => {
+                    (u128::from(u32::from(a)), u128::from(u32::from(r)), u128::from(IPV4_KEEP))
+                }
+                (IpAddr::V6(a), IpAddr::V6(r)) => match a.to_ipv4_mapped() {
+                    Some(a4) => {
+                        let r4 = r.to_ipv4_mapped();
+                        prop_assert!(r4.is_some(), "{raw} lost its mapped form: {reduced}");
+                        let r4 = r4.map_or(0, u32::from);
+                        (u128::from(u32::from(a4)), u128::from(r4), u128::from(IPV4_KEEP))
+                    }
+                    None => (u128::from(a), u128::from(r), IPV6_KEEP),
+                },
+                _ => {
+                    return Err(TestCaseError::fail(format!("{raw} changed family: {reduced}")));
+                }
+            };
+            prop_assert_eq!(reduced_bits, raw_bits & keep, "{} -> {}", raw, reduced);
+        }
     }
 
     #[test]

@@ -123,6 +123,8 @@ impl App {
     }
 
     /// Records a visit from `ip`, durably. Returns the visit once `append` returned `Ok`.
+    /// With `--anonymize`, `ip` is reduced to its /24 or /48 first, and the visit returned
+    /// carries the reduced address.
     ///
     /// On failure nothing of the visit is in the file (the journal rolls back), the error is
     /// logged with the journal's path and cause, and the health flags are updated: a failed
@@ -133,6 +135,12 @@ impl App {
     ///
     /// The journal's error; the caller answers 503.
     pub fn record_visit(&self, ip: IpAddr) -> Result<Visit, visit_journal::Error> {
+        // Here, the one way to the journal, so that no address escapes the reduction.
+        let ip = if self.config.anonymize {
+            visit_journal::anonymize(ip)
+        } else {
+            ip
+        };
         let visit = match self.config.utc_offset {
             Some(offset) => Visit::now_with_offset(ip, offset),
             None => Visit::now(ip),

@@ -72,7 +72,7 @@ use crate::json;
 use crate::log::{self, Value};
 use crate::metrics::Endpoint;
 use crate::peers::{self, Missing, PeerError};
-use crate::query::{Format, VisitsQuery};
+use crate::query::{Format, StatsFormat, VisitsQuery};
 use crate::stats::{self, ReplicaStats, Summary};
 use crate::stream::{Concat, JsonVisits, Slotted, Visits};
 
@@ -119,6 +119,7 @@ fn gather<T: Send, L>(
         &app.config.peers,
         app.config.peer_dns.as_ref(),
         app.local_addr(),
+        app.config.public_port,
         deadline,
     );
     let share = FANOUT_BUDGET / plan.targets.len().max(1) as u64;
@@ -308,6 +309,15 @@ pub fn visits(
             body.push_bytes(tail);
             JSON
         }
+        Format::Csv => {
+            // Every row has the same shape: the missing peers are named by X-Visit-Partial
+            // (and /stats), not in the rows.
+            body.push_bytes(crate::csv::CLUSTER_VISITS_HEADER);
+            for (name, _, visits) in replicas {
+                body.push(crate::stream::csv_visits(app, visits, Some(&name)));
+            }
+            crate::csv::CONTENT_TYPE
+        }
     };
     view(
         app,
@@ -320,13 +330,40 @@ pub fn visits(
 }
 
 /// `GET /stats?scope=cluster`.
-pub fn stats(app: &Arc<App>) -> Reply {
+pub fn stats(app: &Arc<App>, format: StatsFormat) -> Reply {
+    let (replicas, missing) = match gather_stats(app, Endpoint::Stats) {
+        Ok(parts) => parts,
+        Err(reply) => return reply,
+    };
+    let reply = match format {
+        StatsFormat::Json => {
+            Reply::json(200, stats::render(&app.name, "cluster", replicas, &missing))
+        }
+        StatsFormat::Csv => Reply::text(200, stats::render_csv(&replicas))
+            .with_header("Content-Type", crate::csv::CONTENT_TYPE),
+    };
+    view(app, reply, &missing)
+}
+
+/// Every replica's counts (this one's from its journal, the peers' from their
+/// `/stats?scope=local`), sorted by name, and the peers that did not answer: what
+/// `/stats?scope=cluster` and the dashboard (`endpoint`, for the metrics) show. Holds a
+/// fan-out slot meanwhile.
+///
+/// # Errors
+///
+/// The reply to send instead: 503 when every fan-out slot is taken or the local journal
+/// cannot be read.
+pub fn gather_stats(
+    app: &Arc<App>,
+    endpoint: Endpoint,
+) -> Result<(Vec<ReplicaStats>, Vec<Missing>), Reply> {
     let Some(_fanout) = app.open_fanout() else {
-        return busy();
+        return Err(busy());
     };
     let (g, local) = gather(
         app,
-        Endpoint::Stats,
+        endpoint,
         "/stats?scope=local",
         MAX_STATS_BYTES,
         check_stats,
@@ -336,7 +373,7 @@ pub fn stats(app: &Arc<App>) -> Reply {
         Ok(t) => t,
         Err(e) => {
             log_journal_error("stats_read_failed", app.journal.path(), &e);
-            return Reply::unavailable("the journal cannot be read\n");
+            return Err(Reply::unavailable("the journal cannot be read\n"));
         }
     };
     let mut replicas = vec![ReplicaStats {
@@ -349,12 +386,12 @@ pub fn stats(app: &Arc<App>) -> Reply {
         address: p.address,
         summary: p.content,
     }));
-    let body = stats::render(&app.name, "cluster", replicas, &g.missing);
-    view(app, Reply::json(200, body), &g.missing)
+    replicas.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((replicas, g.missing))
 }
 
 /// Adds the headers of a cluster answer: who answered, and whether a replica is missing.
-fn view(app: &App, reply: Reply, missing: &[Missing]) -> Reply {
+pub fn view(app: &App, reply: Reply, missing: &[Missing]) -> Reply {
     reply
         .with_header(peers::REPLICA_HEADER, app.name.clone())
         .with_header(PARTIAL_HEADER, (!missing.is_empty()).to_string())

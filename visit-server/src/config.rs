@@ -3,11 +3,11 @@
 //! ```text
 //! visit-server [--listen ADDR] [--file PATH] [--trusted-proxy IP ...] [--utc-offset +HH:MM]
 //!              [--name NAME] [--peers HOST:PORT,...] [--peer-dns NAME:PORT]
-//!              [--peer-timeout DURATION] [--rotate-size SIZE] [--retain-size SIZE]
-//!              [--retain-days N]
+//!              [--peer-timeout DURATION] [--public-port PORT] [--anonymize]
+//!              [--rotate-size SIZE] [--retain-size SIZE] [--retain-days N]
 //! env: VISIT_LISTEN, VISIT_FILE, VISIT_TRUSTED_PROXIES, VISIT_UTC_OFFSET, VISIT_NAME,
-//!      VISIT_PEERS, VISIT_PEER_DNS, VISIT_PEER_TIMEOUT, VISIT_ROTATE_SIZE,
-//!      VISIT_RETAIN_SIZE, VISIT_RETAIN_DAYS  (flags win)
+//!      VISIT_PEERS, VISIT_PEER_DNS, VISIT_PEER_TIMEOUT, VISIT_PUBLIC_PORT,
+//!      VISIT_ANONYMIZE, VISIT_ROTATE_SIZE, VISIT_RETAIN_SIZE, VISIT_RETAIN_DAYS  (flags win)
 //! ```
 //!
 //! The parser is hand-written and table-driven ([`OPTIONS`]): each option names its flag, its
@@ -15,7 +15,7 @@
 //! one table row and one field.
 //!
 //! Why not clap (4.6, `derive` and `env`), measured with a scratch crate that declares these
-//! eight options (eleven now): it adds 21 packages (syn among them), 9.2 s to a clean release build and
+//! eight options (there are more now): it adds 21 packages (syn among them), 9.2 s to a clean release build and
 //! 516 KB to the stripped binary (3.5 MB with line tables; the server's is 1.9 MB stripped),
 //! and would replace about 130 of this module's 310 lines of code (the table, [`parse`] and
 //! [`usage`]; the value parsers stay). It would not keep the behaviour: an empty environment
@@ -25,10 +25,12 @@
 //! needs `unsafe` in edition 2024, which the workspace forbids. Precedence (flags > env >
 //! defaults) and exit 2 with usage it does keep.
 //!
-//! The last four configure the cluster view (see [`crate::peers`]): this replica's name, and
-//! the peers whose visits `?scope=cluster` gathers, listed or found by DNS on each request.
-//! The last three keep the journal within its volume (CONTRACT §6): rotation into sealed
-//! segments and retention of the oldest, whose visits stay counted in the summary.
+//! The last five configure the cluster view (see [`crate::peers`]): this replica's name, the
+//! peers whose visits `?scope=cluster` gathers, listed or found by DNS on each request, and,
+//! behind a proxy in the same pod, the port the peers reach this server on.
+//! `--rotate-size`, `--retain-size` and `--retain-days` keep the journal within its volume
+//! (CONTRACT §6): rotation into sealed segments and retention of the oldest, whose visits stay
+//! counted in the summary.
 //!
 //! Rules:
 //! - `--flag VALUE` and `--flag=VALUE` both work.
@@ -40,6 +42,8 @@
 //!   (`--trusted-proxy A,B`); the environment form is comma- or space-separated.
 //! - A single-valued flag given twice is an error, not "last wins": it is a typo more often
 //!   than an intent.
+//! - A switch (`--anonymize`) takes no value; its variable is `1` or `0` (or `true`/`false`,
+//!   `yes`/`no`, `on`/`off`), and anything else is an error rather than a guess.
 //! - `-h`/`--help` and `-V`/`--version` win over everything else.
 
 use std::ffi::OsString;
@@ -75,6 +79,12 @@ pub struct Config {
     /// How long a cluster view waits for its peers, in all (resolving, connecting, reading).
     /// Default 1 s.
     pub peer_timeout: Duration,
+    /// The port peers reach this server on, when it is not the listening port (a proxy in
+    /// front, on every address of this host). `None` (the default): the listening port.
+    pub public_port: Option<u16>,
+    /// Reduce each address to its /24 (IPv4) or /48 (IPv6) before it is recorded
+    /// ([`visit_journal::anonymize`]). Default: off, full addresses.
+    pub anonymize: bool,
     /// Rotate the live file before it would grow past this many bytes. 0 (the default): never.
     pub rotate_size: u64,
     /// Keep at most this many bytes of sealed segments, retiring the oldest. 0 (the default):
@@ -96,6 +106,8 @@ impl Default for Config {
             peers: Vec::new(),
             peer_dns: None,
             peer_timeout: peers::DEFAULT_TIMEOUT,
+            public_port: None,
+            anonymize: false,
             rotate_size: 0,
             retain_size: 0,
             retain_days: 0,
@@ -140,7 +152,8 @@ pub struct Opt {
     pub flag: &'static str,
     /// The environment variable that supplies it when the flag is absent.
     pub env: &'static str,
-    /// The value's name in the usage text.
+    /// The value's name in the usage text; empty for a switch, a flag that takes no value
+    /// (its variable takes `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`).
     pub value: &'static str,
     /// One line of help.
     pub help: &'static str,
@@ -262,6 +275,32 @@ pub const OPTIONS: &[Opt] = &[
         },
     },
     Opt {
+        flag: "--public-port",
+        env: "VISIT_PUBLIC_PORT",
+        value: "PORT",
+        help: "the port peers reach this server on, behind a proxy on this host (in a pod: \
+               the proxy's); a peer there on an address of this host is answered locally",
+        default: "the --listen port",
+        list: false,
+        apply: |c, v| {
+            c.public_port = Some(parse_port(v)?);
+            Ok(())
+        },
+    },
+    Opt {
+        flag: "--anonymize",
+        env: "VISIT_ANONYMIZE",
+        value: "",
+        help: "record each address as its /24 (IPv4) or /48 (IPv6), also from X-Forwarded-For \
+               (data minimisation)",
+        default: "off: full addresses",
+        list: false,
+        apply: |c, v| {
+            c.anonymize = parse_switch(v)?;
+            Ok(())
+        },
+    },
+    Opt {
         flag: "--rotate-size",
         env: "VISIT_ROTATE_SIZE",
         value: "SIZE",
@@ -307,36 +346,20 @@ pub const OPTIONS: &[Opt] = &[
     },
 ];
 
-/// The smallest nonzero `--rotate-size`: smaller segments would each hold a handful of visits.
-pub const MIN_ROTATE_SIZE: u64 = 4 << 10;
+/// What a switch's flag stands for: on.
+const SWITCH_ON: &str = "1";
 
-/// Parses a SIZE: a number of bytes, or one with the suffix `K`/`KiB`, `M`/`MiB` or `G`/`GiB`
-/// (powers of 1024), such as `8MiB`, `192M` or `4096`.
+/// Parses a switch's value: `1`, `true`, `yes`, `on` or `0`, `false`, `no`, `off`.
 ///
 /// # Errors
 ///
-/// A message naming the value, if it is not of that form or does not fit in 64 bits.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let bad = || format!("{s:?} is not a size such as 4096, 512K, 8MiB or 1G");
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, suffix) = s.split_at(split);
-    let shift = match suffix {
-        "" => 0,
-        "K" | "KiB" => 10,
-        "M" | "MiB" => 20,
-        "G" | "GiB" => 30,
-        _ => return Err(bad()),
-    };
-    let n = parse_count(number).ok_or_else(bad)?;
-    n.checked_mul(1 << shift).ok_or_else(bad)
-}
-
-/// A decimal number: digits only (no sign, no space), fitting in 64 bits.
-fn parse_count(s: &str) -> Option<u64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+/// A message naming the value, if it is none of those.
+pub fn parse_switch(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("{s:?} is not 1 or 0 (true/false, yes/no, on/off)")),
     }
-    s.parse().ok()
 }
 
 /// Parses the command line (without the program name) and the environment.
@@ -385,7 +408,11 @@ where
         };
         let opt = &OPTIONS[i];
         let value = match inline {
+            Some(_) if opt.value.is_empty() => {
+                return Err(UsageError(format!("{} takes no value", opt.flag)));
+            }
             Some(v) => v.to_string(),
+            None if opt.value.is_empty() => SWITCH_ON.to_string(),
             None => args
                 .next()
                 .ok_or_else(|| UsageError(format!("{} needs a value ({})", opt.flag, opt.value)))?,
@@ -435,6 +462,38 @@ where
     })
 }
 
+/// The smallest nonzero `--rotate-size`: smaller segments would each hold a handful of visits.
+pub const MIN_ROTATE_SIZE: u64 = 4 << 10;
+
+/// Parses a SIZE: a number of bytes, or one with the suffix `K`/`KiB`, `M`/`MiB` or `G`/`GiB`
+/// (powers of 1024), such as `8MiB`, `192M` or `4096`.
+///
+/// # Errors
+///
+/// A message naming the value, if it is not of that form or does not fit in 64 bits.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let bad = || format!("{s:?} is not a size such as 4096, 512K, 8MiB or 1G");
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, suffix) = s.split_at(split);
+    let shift = match suffix {
+        "" => 0,
+        "K" | "KiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        _ => return Err(bad()),
+    };
+    let n = parse_count(number).ok_or_else(bad)?;
+    n.checked_mul(1 << shift).ok_or_else(bad)
+}
+
+/// A decimal number: digits only (no sign, no space), fitting in 64 bits.
+fn parse_count(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
 /// The usage text, generated from [`OPTIONS`].
 pub fn usage() -> String {
     let mut out = String::from(
@@ -445,6 +504,7 @@ pub fn usage() -> String {
     );
     for o in OPTIONS {
         let left = format!("  {} {}", o.flag, o.value);
+        let left = left.trim_end();
         out.push_str(&format!("{left:<26}{}\n", o.help));
         out.push_str(&format!(
             "{:26}[env: {}] [default: {}]\n",
@@ -458,9 +518,9 @@ pub fn usage() -> String {
         "  --probe"
     ));
     out.push_str(
-        "\nEndpoints: GET / records a visit; GET /visits[?limit=N][&format=json]\
-         [&scope=local|cluster]; GET /stats[?scope=local|cluster]; /healthz, /livez, /readyz, \
-         /metrics.\n",
+        "\nEndpoints: GET / records a visit; GET /visits[?limit=N][&format=json|csv]\
+         [&scope=local|cluster]; GET /stats[?scope=local|cluster][&format=csv]; GET /dashboard; \
+         GET /openapi.json; /healthz, /livez, /readyz, /metrics.\n",
     );
     out
 }
@@ -491,6 +551,22 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(bad());
     }
     Ok(d)
+}
+
+/// Parses a TCP port, 1 to 65535, in decimal digits only.
+///
+/// # Errors
+///
+/// A message naming the value, if it is not such a number.
+pub fn parse_port(s: &str) -> Result<u16, String> {
+    let bad = || format!("{s:?} is not a port from 1 to 65535");
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    match s.parse::<u16>() {
+        Ok(0) | Err(_) => Err(bad()),
+        Ok(port) => Ok(port),
+    }
 }
 
 /// Parses `Z`, `+HH:MM` or `-HH:MM`.
@@ -590,6 +666,36 @@ mod tests {
     }
 
     #[test]
+    fn anonymize_is_a_switch() {
+        assert!(!config(&[], &[]).anonymize);
+        assert!(config(&["--anonymize"], &[]).anonymize);
+        // The switch takes no value, so what follows it is the next flag.
+        let c = config(&["--anonymize", "--listen", "0.0.0.0:1"], &[]);
+        assert!(c.anonymize);
+        assert_eq!(c.listen.to_string(), "0.0.0.0:1");
+        for on in ["1", "true", "YES", "on"] {
+            assert!(config(&[], &[("VISIT_ANONYMIZE", on)]).anonymize, "{on}");
+        }
+        for off in ["0", "false", "No", "off", ""] {
+            assert!(!config(&[], &[("VISIT_ANONYMIZE", off)]).anonymize, "{off}");
+        }
+        // The flag wins over the variable.
+        assert!(config(&["--anonymize"], &[("VISIT_ANONYMIZE", "0")]).anonymize);
+        let err = |args: &[&str], env: &[(&str, &str)]| run(args, env).unwrap_err().0;
+        assert_eq!(err(&["--anonymize=1"], &[]), "--anonymize takes no value");
+        assert_eq!(
+            err(&["--anonymize", "--anonymize"], &[]),
+            "--anonymize given twice"
+        );
+        assert_eq!(
+            err(&[], &[("VISIT_ANONYMIZE", "2")]),
+            "VISIT_ANONYMIZE: \"2\" is not 1 or 0 (true/false, yes/no, on/off)"
+        );
+        assert!(err(&["--anonymize", "yes"], &[]).contains("unexpected argument \"yes\""));
+        assert!(usage().contains("\n  --anonymize             record each address as its /24"));
+    }
+
+    #[test]
     fn cluster_options() {
         let c = config(&[], &[]);
         assert_eq!(
@@ -656,6 +762,36 @@ mod tests {
             let err = run(args, &[]).unwrap_err().0;
             assert!(err.contains(want), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn public_port() {
+        assert_eq!(config(&[], &[]).public_port, None);
+        let env = [("VISIT_PUBLIC_PORT", "8080")];
+        assert_eq!(config(&[], &env).public_port, Some(8080));
+        assert_eq!(
+            config(&["--public-port", "9090"], &env).public_port,
+            Some(9090)
+        );
+        assert_eq!(config(&["--public-port=1"], &[]).public_port, Some(1));
+        assert_eq!(config(&[], &[("VISIT_PUBLIC_PORT", "")]).public_port, None);
+        for bad in ["0", "65536", "-1", "+80", "80 ", "8o", ":8080", "0x50"] {
+            let err = run(&["--public-port", bad], &[]).unwrap_err().0;
+            assert!(
+                err.starts_with("--public-port: ") && err.contains("is not a port"),
+                "{bad:?}: {err}"
+            );
+            let err = run(&[], &[("VISIT_PUBLIC_PORT", bad)]).unwrap_err().0;
+            assert!(err.starts_with("VISIT_PUBLIC_PORT: "), "{bad:?}: {err}");
+        }
+        assert!(
+            run(&["--public-port", "1", "--public-port", "2"], &[])
+                .unwrap_err()
+                .0
+                .contains("given twice")
+        );
+        assert_eq!(parse_port("65535"), Ok(65535));
+        assert!(parse_port("").is_err());
     }
 
     #[test]

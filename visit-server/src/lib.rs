@@ -21,6 +21,8 @@
 //!    connections), with its upstream issue and the test that pins it.
 //! 3. [`cluster`]: `?scope=cluster` answers: the fan-out, its bounds, and the union of the
 //!    replicas' parts, tagged, with the missing peers.
+//!    [`dashboard`]: `/dashboard`, the counts of `/stats` as one self-contained HTML page with
+//!    an SVG chart (pure: counts in, HTML out).
 //! 4. [`stats`]: `/stats` counts per day and per address in bounded memory, and their JSON.
 //!    [`stream`]: `/visits` bodies (text and JSON) that stream in constant memory, over the
 //!    journal's whole history (its sealed segments, then its live file).
@@ -33,12 +35,15 @@
 //!    replica, asking every peer within one deadline (ureq).
 //!    [`client_addr`]: the TCP peer, or the rightmost untrusted `X-Forwarded-For` entry when
 //!    the peer is a trusted proxy.
-//!    [`query`]: the strict `?limit=&format=&scope=` of `/visits` and `?scope=` of `/stats`.
+//!    [`query`]: the strict `?limit=&format=&scope=` of `/visits` and `?scope=&format=` of
+//!    `/stats`.
 //!    [`log`]: one JSON object per line on stdout.
 //!    [`shutdown`]: SIGTERM/SIGINT and the drain timing.
 //!    [`counts`]: what `/stats` counted in each sealed segment of the journal, kept.
 //! 8. [`json`]: the one JSON writer, for logs and bodies.
 //!    [`exposition`]: the Prometheus text format: labelled counters, histograms.
+//!    [`csv`]: RFC 4180 fields, and `/visits` rows streamed from a
+//!    [`Reader`](visit_journal::Reader), for `?format=csv`.
 //!
 //! `main.rs` only wires these together.
 //!
@@ -60,6 +65,8 @@ pub mod client_addr;
 pub mod cluster;
 pub mod config;
 pub mod counts;
+pub mod csv;
+pub mod dashboard;
 pub mod exposition;
 pub mod http;
 pub mod json;
@@ -83,12 +90,12 @@ mod layout {
     const LAYERS: &[&[&str]] = &[
         &["server"],
         &["routes", "tiny_http_quirks"],
-        &["cluster"],
+        &["cluster", "dashboard"],
         &["stats", "stream"],
         &["app", "http"],
         &["config", "metrics"],
         &["peers", "client_addr", "query", "log", "shutdown", "counts"],
-        &["json", "exposition"],
+        &["json", "exposition", "csv"],
     ];
 
     fn layer(module: &str) -> usize {

@@ -4,7 +4,7 @@
 //! event's own fields:
 //!
 //! ```text
-//! {"ts":"2026-11-26T07:44:36.123Z","level":"info","event":"request","method":"GET","path":"/","status":200,"duration_us":412,"peer":"10.0.0.7:51234","client":"10.0.0.7"}
+//! {"ts":"2026-11-26T07:44:36.123Z","level":"info","event":"request","method":"GET","path":"/","status":200,"duration":0.000412,"duration_us":412,"peer":"10.0.0.7:51234","client":"10.0.0.7"}
 //! ```
 //!
 //! The JSON is written by [`crate::json`], which escapes every control character, so a
@@ -38,6 +38,8 @@ pub enum Value<'a> {
     U64(u64),
     /// A boolean.
     Bool(bool),
+    /// A duration, written as a number of seconds with microsecond precision (`0.000412`).
+    Seconds(std::time::Duration),
 }
 
 impl fmt::Debug for Value<'_> {
@@ -145,6 +147,10 @@ fn write_value(out: &mut String, value: Value<'_>) {
             let _ = write!(out, "{n}");
         }
         Value::Bool(b) => out.push_str(if b { "true" } else { "false" }),
+        Value::Seconds(d) => {
+            // Whole microseconds, without a float's rounding noise.
+            let _ = write!(out, "{}.{:06}", d.as_secs(), d.subsec_micros());
+        }
     }
 }
 

@@ -42,6 +42,10 @@ fn main() -> ExitCode {
         .as_ref()
         .map(ToString::to_string)
         .unwrap_or_default();
+    let public_port = config
+        .public_port
+        .map(|p| p.to_string())
+        .unwrap_or_default();
     log::info(
         "starting",
         &[
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
             ("utc_offset", Value::Str(&offset)),
             ("peers", Value::Str(&peers)),
             ("peer_dns", Value::Str(&peer_dns)),
+            ("public_port", Value::Str(&public_port)),
             (
                 "peer_timeout_ms",
                 (config.peer_timeout.as_millis() as u64).into(),
@@ -59,6 +64,7 @@ fn main() -> ExitCode {
             ("rotate_size", config.rotate_size.into()),
             ("retain_size", config.retain_size.into()),
             ("retain_days", config.retain_days.into()),
+            ("anonymize", config.anonymize.into()),
             ("pid", u64::from(std::process::id()).into()),
         ],
     );

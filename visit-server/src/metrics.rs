@@ -11,10 +11,10 @@
 //! | `visit_server_append_errors_total{kind}` | counter | appends refused: `out_of_space`, `poisoned`, `locked`, `corrupt`, `other` |
 //! | `visit_server_append_duration_seconds` | histogram | time in `Journal::append` (write + fsync, shared by a batch) |
 //! | `visit_server_journal_reopens_total{result}` | counter | reopens after a failed fsync |
-//! | `visit_server_json_skipped_lines_total` | counter | corrupt lines left out of `?format=json` |
+//! | `visit_server_json_skipped_lines_total` | counter | corrupt lines left out of `?format=json` and `?format=csv` |
 //! | `visit_server_ready`, `visit_server_journal_poisoned`, `visit_server_journal_unwritable` | gauge | readiness and why not |
 //! | `visit_server_visits_streams_active` | gauge | `/visits` responses being streamed |
-//! | `visit_server_fanouts_total{endpoint,result}` | counter | cluster views (`endpoint` `visits` or `stats`), `complete` or `partial` |
+//! | `visit_server_fanouts_total{endpoint,result}` | counter | cluster views (`endpoint` `visits`, `stats` or `dashboard`), `complete` or `partial` |
 //! | `visit_server_peer_answers_total{result}` | counter | peers asked by cluster views: `ok`, or why missing (`timeout`, `refused`, `dns`, `too_large`, `status`, `bad_response`, `too_many_peers`, `other`) |
 //! | `visit_server_fanout_duration_seconds` | histogram | time to gather a cluster view's peers |
 //! | `visit_server_fanouts_active` | gauge | cluster views in progress |
@@ -108,6 +108,7 @@ label! {
     pub enum Endpoint {
         Visits = "visits",
         Stats = "stats",
+        Dashboard = "dashboard",
     }
 }
 
@@ -244,7 +245,7 @@ impl Metrics {
         exposition::counter(
             out,
             "visit_server_json_skipped_lines_total",
-            "Corrupt journal lines left out of /visits?format=json responses.",
+            "Corrupt journal lines left out of /visits?format=json and ?format=csv responses.",
             self.json_skipped.load(Relaxed),
         );
         self.fanouts.render(

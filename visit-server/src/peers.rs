@@ -18,7 +18,15 @@
 //! wildcard listener (`0.0.0.0`, `[::]`), an address of this host. "An address of this host"
 //! is tested by binding a UDP socket to it, which the kernel allows only for local addresses:
 //! no interface list, no `unsafe`, and in a pod it is exactly the pod's own IP (and
-//! loopback). That part of the answer is read from the local journal, never over HTTP.
+//! loopback). That part of the answer is read from the local journal, never over HTTP, and
+//! this replica's `address` in it is the peer address that matched.
+//!
+//! Behind a proxy in the same pod (CONTRACT.md section 8: nginx on the pod's port 8080,
+//! this server on `127.0.0.1:8081`), peers know the server by the proxy's port, which is not
+//! the one it is bound to. `--public-port 8080` says so: then a peer address whose port is
+//! the public port and whose IP is an address of this host is this server too, as for a
+//! wildcard listener (the proxy listens on every address). Without it, only the listening
+//! address counts, and the pod would ask itself through its own proxy.
 //!
 //! A second net catches what addresses cannot (a peer listed both by name and by IP, or this
 //! server reached through some other address): replicas are keyed by the name each answers
@@ -291,11 +299,13 @@ pub struct Plan {
 
 /// Looks up the peers and sets this server apart, by `deadline`.
 ///
-/// `local` is the address the server is bound to.
+/// `local` is the address the server is bound to; `public_port` the port peers reach it on
+/// through a proxy of this host, if any (see [`is_self`]).
 pub fn plan(
     peers: &[PeerAddr],
     dns: Option<&PeerAddr>,
     local: SocketAddr,
+    public_port: Option<u16>,
     deadline: Instant,
 ) -> Plan {
     // Start every lookup first, so that they run side by side.
@@ -307,7 +317,7 @@ pub fn plan(
         let found = lookup.wait(deadline);
         let own = found
             .as_ref()
-            .is_ok_and(|addrs| addrs.iter().any(|a| is_self(*a, local)));
+            .is_ok_and(|addrs| addrs.iter().any(|a| is_self(*a, local, public_port)));
         let first = found.and_then(|addrs| {
             addrs
                 .first()
@@ -319,7 +329,7 @@ pub fn plan(
     if let Some((name, lookup)) = service {
         match lookup.wait(deadline) {
             Ok(addrs) => candidates.extend(addrs.into_iter().map(|a| {
-                let own = is_self(a, local);
+                let own = is_self(a, local, public_port);
                 (a.to_string(), Ok(a), own)
             })),
             Err(e) => candidates.push((name.to_string(), Err(e), false)),
@@ -357,8 +367,13 @@ fn build_plan(candidates: Vec<(String, Result<SocketAddr, PeerError>, bool)>) ->
     plan
 }
 
-/// True if a connection to `addr` would reach this server, bound to `local`.
-pub fn is_self(addr: SocketAddr, local: SocketAddr) -> bool {
+/// True if a connection to `addr` would reach this server, bound to `local`, or, with a
+/// `public_port`, a proxy in front of it that listens on that port on every address of this
+/// host.
+pub fn is_self(addr: SocketAddr, local: SocketAddr, public_port: Option<u16>) -> bool {
+    if public_port == Some(addr.port()) && is_local_ip(addr.ip().to_canonical()) {
+        return true;
+    }
     if addr.port() != local.port() {
         return false;
     }
@@ -624,20 +639,57 @@ mod tests {
     #[test]
     fn self_is_the_bound_port_on_a_local_address() {
         let local = addr("127.0.0.1:8081");
-        assert!(is_self(addr("127.0.0.1:8081"), local));
-        assert!(!is_self(addr("127.0.0.1:8082"), local));
+        assert!(is_self(addr("127.0.0.1:8081"), local, None));
+        assert!(!is_self(addr("127.0.0.1:8082"), local, None));
         // Bound to one address: another loopback address is not this server.
-        assert!(!is_self(addr("127.0.0.2:8081"), local));
+        assert!(!is_self(addr("127.0.0.2:8081"), local, None));
         // A wildcard listener is every local address on its port (a pod's own IP).
         let any = addr("0.0.0.0:8080");
-        assert!(is_self(addr("127.0.0.1:8080"), any));
-        assert!(is_self(addr("127.0.0.9:8080"), any));
-        assert!(!is_self(addr("127.0.0.1:8081"), any));
+        assert!(is_self(addr("127.0.0.1:8080"), any, None));
+        assert!(is_self(addr("127.0.0.9:8080"), any, None));
+        assert!(!is_self(addr("127.0.0.1:8081"), any, None));
         // 192.0.2.0/24 is documentation space: never an address of this host.
-        assert!(!is_self(addr("192.0.2.1:8080"), any));
-        assert!(!is_self(addr("[::1]:8080"), any));
-        assert!(is_self(addr("[::ffff:127.0.0.1]:8080"), any));
-        assert!(is_self(addr("127.0.0.1:8080"), addr("[::]:8080")));
+        assert!(!is_self(addr("192.0.2.1:8080"), any, None));
+        assert!(!is_self(addr("[::1]:8080"), any, None));
+        assert!(is_self(addr("[::ffff:127.0.0.1]:8080"), any, None));
+        assert!(is_self(addr("127.0.0.1:8080"), addr("[::]:8080"), None));
+    }
+
+    #[test]
+    fn behind_a_proxy_self_is_the_public_port_on_any_local_address() {
+        // A pod's layout: the proxy on 8080 (every address), the server on 127.0.0.1:8081.
+        let local = addr("127.0.0.1:8081");
+        let public = Some(8080);
+        // What peers know this pod by (its own IP stands in as a loopback address here).
+        assert!(!is_self(addr("127.0.0.1:8080"), local, None));
+        assert!(is_self(addr("127.0.0.1:8080"), local, public));
+        assert!(is_self(addr("127.0.0.7:8080"), local, public));
+        assert!(is_self(addr("[::ffff:127.0.0.1]:8080"), local, public));
+        // Another pod on the same port, or this host on another port, is not.
+        assert!(!is_self(addr("192.0.2.1:8080"), local, public));
+        assert!(!is_self(addr("[2001:db8::1]:8080"), local, public));
+        assert!(!is_self(addr("127.0.0.1:8082"), local, public));
+        // The listening address itself still is; another address on its port still is not.
+        assert!(is_self(addr("127.0.0.1:8081"), local, public));
+        assert!(!is_self(addr("127.0.0.2:8081"), local, public));
+        // A wildcard listener keeps its own port besides the public one.
+        let any = addr("0.0.0.0:8081");
+        assert!(is_self(addr("127.0.0.3:8081"), any, public));
+        assert!(is_self(addr("127.0.0.3:8080"), any, public));
+        assert!(!is_self(addr("192.0.2.1:8081"), any, public));
+        // A plan names this replica by the peer address that matched, and asks the rest.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let peers: Vec<PeerAddr> = ["127.0.0.1:8080", "192.0.2.1:8080"]
+            .iter()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        let got = plan(&peers, None, local, public, deadline);
+        assert_eq!(got.own_address.as_deref(), Some("127.0.0.1:8080"));
+        let asked: Vec<&str> = got.targets.iter().map(|t| t.address.as_str()).collect();
+        assert_eq!(asked, ["192.0.2.1:8080"]);
+        let got = plan(&peers, None, local, None, deadline);
+        assert_eq!(got.own_address, None);
+        assert_eq!(got.targets.len(), 2);
     }
 
     #[test]
@@ -683,17 +735,17 @@ mod tests {
             .iter()
             .map(|p| p.parse().unwrap())
             .collect();
-        let got = plan(&peers, None, addr("127.0.0.1:9002"), deadline);
+        let got = plan(&peers, None, addr("127.0.0.1:9002"), None, deadline);
         assert_eq!(got.own_address.as_deref(), Some("127.0.0.1:9002"));
         assert_eq!(got.targets.len(), 1);
         // `localhost` resolves on any machine; its addresses are this host's.
         let dns: PeerAddr = "localhost:9003".parse().unwrap();
-        let got = plan(&[], Some(&dns), addr("0.0.0.0:9003"), deadline);
+        let got = plan(&[], Some(&dns), addr("0.0.0.0:9003"), None, deadline);
         assert!(got.targets.iter().all(|t| t.addr.is_ipv6()), "{got:?}");
         assert!(got.own_address.is_some(), "{got:?}");
         // A name that does not resolve is missing, with the name as configured.
         let nowhere: PeerAddr = "nowhere.invalid:80".parse().unwrap();
-        let got = plan(&[nowhere], None, addr("127.0.0.1:1"), deadline);
+        let got = plan(&[nowhere], None, addr("127.0.0.1:1"), None, deadline);
         assert_eq!(got.missing.len(), 1, "{got:?}");
         assert_eq!(got.missing[0].address, "nowhere.invalid:80");
         assert!(

@@ -6,10 +6,10 @@
 //! | key | values | default |
 //! |---|---|---|
 //! | `limit` | a decimal `u64`: the last N lines (per replica, with `scope=cluster`: at most [`CLUSTER_MAX_LIMIT`]) | every line; [`CLUSTER_DEFAULT_LIMIT`] per replica with `scope=cluster` |
-//! | `format` | `text`, `json` | `text` |
+//! | `format` | `text`, `json`, `csv` | `text` |
 //! | `scope` | `local` (this replica's journal), `cluster` (every replica's) | `local` |
 //!
-//! `/stats`: only `scope`, as above.
+//! `/stats`: `scope`, as above, and `format`: `json` (the default) or `csv`.
 //!
 //! Unknown keys, a key given twice, a key without `=value`, a bad value or a bad
 //! percent-escape are errors. Empty pairs (`?&limit=3&`) are allowed. Keys and values are
@@ -25,6 +25,18 @@ pub enum Format {
     Text,
     /// A JSON array of `{"time": ..., "ip": ...}`.
     Json,
+    /// RFC 4180 rows `time,ip` (`replica,time,ip` for the cluster), see `csv`.
+    Csv,
+}
+
+/// How `/stats` renders the counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StatsFormat {
+    /// The JSON document of `stats`.
+    #[default]
+    Json,
+    /// RFC 4180 rows `day,replica,count`, see `csv`.
+    Csv,
 }
 
 /// Whose visits.
@@ -60,6 +72,8 @@ pub struct VisitsQuery {
 pub struct StatsQuery {
     /// Whose visits.
     pub scope: Scope,
+    /// The rendering.
+    pub format: StatsFormat,
 }
 
 /// Why a query was refused; its text is the 400 response's body.
@@ -100,9 +114,10 @@ impl VisitsQuery {
                     q.format = match value {
                         "text" => Format::Text,
                         "json" => Format::Json,
+                        "csv" => Format::Csv,
                         _ => {
                             return Err(QueryError(format!(
-                                "format must be text or json, not {value:?}"
+                                "format must be text, json or csv, not {value:?}"
                             )));
                         }
                     }
@@ -133,8 +148,21 @@ impl StatsQuery {
     /// [`QueryError`] naming the first problem.
     pub fn parse(query: &str) -> Result<StatsQuery, QueryError> {
         let mut q = StatsQuery::default();
-        each_pair(query, &["scope"], |_, value| {
-            q.scope = parse_scope(value)?;
+        each_pair(query, &["scope", "format"], |key, value| {
+            match key {
+                "scope" => q.scope = parse_scope(value)?,
+                _ => {
+                    q.format = match value {
+                        "json" => StatsFormat::Json,
+                        "csv" => StatsFormat::Csv,
+                        _ => {
+                            return Err(QueryError(format!(
+                                "format must be json or csv, not {value:?}"
+                            )));
+                        }
+                    }
+                }
+            }
             Ok(())
         })?;
         Ok(q)
@@ -232,6 +260,7 @@ mod tests {
         assert_eq!(ok("limit=3").limit, Some(3));
         assert_eq!(ok("limit=0").limit, Some(0));
         assert_eq!(ok("format=json").format, Format::Json);
+        assert_eq!(ok("format=csv").format, Format::Csv);
         assert_eq!(
             ok("&format=text&limit=18446744073709551615&"),
             VisitsQuery {
@@ -269,6 +298,15 @@ mod tests {
                 .0
                 .contains("unknown parameter")
         );
+        let q = StatsQuery::parse("format=csv&scope=cluster").unwrap();
+        assert_eq!((q.scope, q.format), (Scope::Cluster, StatsFormat::Csv));
+        assert_eq!(StatsQuery::parse("").unwrap().format, StatsFormat::Json);
+        assert!(
+            StatsQuery::parse("format=text")
+                .unwrap_err()
+                .0
+                .contains("json or csv")
+        );
         assert!(
             StatsQuery::parse("scope=x")
                 .unwrap_err()
@@ -285,8 +323,8 @@ mod tests {
         assert!(err("limit=").contains("whole number"));
         assert!(err("limit=18446744073709551616").contains("too large"));
         assert!(err("limit=1&limit=2").contains("given twice"));
-        assert!(err("format=xml").contains("text or json"));
-        assert!(err("format=JSON").contains("text or json"));
+        assert!(err("format=xml").contains("text, json or csv"));
+        assert!(err("format=JSON").contains("text, json or csv"));
         assert!(err("bogus=1").contains("unknown parameter \"bogus\""));
         assert!(err("limit").contains("needs a value"));
         assert!(err("limit=%zz").contains("percent-escape"));

@@ -3,11 +3,13 @@
 //! | path | GET | HEAD | other methods |
 //! |---|---|---|---|
 //! | `/` | records a visit, 200 greeting (503 + `Retry-After` if the journal refuses) | the same status, records nothing | 405 |
-//! | `/visits` | the journal, streamed; `?limit=N`, `?format=json`, `?scope=cluster` (every replica's, see [`crate::cluster`]); bad query 400 | headers only | 405 |
-//! | `/stats` | visit counts per replica, address and day (JSON, see [`crate::stats`]); `?scope=cluster` | same | 405 |
+//! | `/visits` | the journal, streamed; `?limit=N`, `?format=json` or `csv`, `?scope=cluster` (every replica's, see [`crate::cluster`]); bad query 400 | headers only | 405 |
+//! | `/stats` | visit counts per replica, address and day (JSON, see [`crate::stats`]); `?scope=cluster`, `?format=csv` | same | 405 |
 //! | `/healthz`, `/livez` | 200 while the process serves | same | 405 |
 //! | `/readyz` | 200 if the journal is writable and not draining, else 503 | same | 405 |
 //! | `/metrics` | Prometheus text | same | 405 |
+//! | `/dashboard` | one HTML page of `/stats`' figures (see [`crate::dashboard`]); every replica's when peers are configured | same | 405 |
+//! | `/openapi.json` | the OpenAPI 3.1 description of all of this | same | 405 |
 //! | anything else (`/favicon.ico`, `/../`, `/visits/`) | 404 | 404 | 404 |
 //!
 //! Paths match exactly, undecoded: `/%76isits` and `/visits/../` are 404, so no path trick
@@ -30,10 +32,11 @@ use visit_journal::History;
 use crate::app::{App, NotReady, log_journal_error};
 use crate::client_addr::{self, client_ip};
 use crate::http::{JSON, Reply, RequestInfo, TEXT, screen};
+use crate::metrics::Endpoint;
 use crate::peers::REPLICA_HEADER;
-use crate::query::{Format, Scope, StatsQuery, VisitsQuery};
-use crate::stream::{JsonVisits, Slotted};
-use crate::{cluster, stats};
+use crate::query::{Format, Scope, StatsFormat, StatsQuery, VisitsQuery};
+use crate::stream::{Concat, JsonVisits, Slotted};
+use crate::{cluster, csv, dashboard, stats};
 
 /// Handles one request: [`screen`], then [`route`].
 pub fn handle(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
@@ -82,9 +85,13 @@ pub fn route(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
         }
         ("/metrics", true) => Reply::text(200, app.metrics.render(&app.gauges()))
             .with_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
-        ("/visits" | "/stats" | "/healthz" | "/livez" | "/readyz" | "/metrics", false) => {
-            not_allowed()
-        }
+        ("/dashboard", true) => dashboard_page(app),
+        ("/openapi.json", true) => Reply::json(200, OPENAPI.to_string()),
+        (
+            "/visits" | "/stats" | "/dashboard" | "/openapi.json" | "/healthz" | "/livez"
+            | "/readyz" | "/metrics",
+            false,
+        ) => not_allowed(),
         _ => Reply::text(404, "not found\n"),
     }
 }
@@ -107,7 +114,8 @@ fn visit(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
     match app.record_visit(ip) {
         Ok(v) => {
             let mut reply = greeting(app, Some(v.at));
-            reply.recorded = Some(ip);
+            // The address as recorded (reduced, with --anonymize), never more.
+            reply.recorded = Some(v.ip);
             reply
         }
         Err(_) => Reply::unavailable("the visit could not be recorded; please retry\n"),
@@ -116,14 +124,11 @@ fn visit(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
 
 /// The greeting, with the time of the visit (or of now, for `HEAD`).
 fn greeting(app: &App, at: Option<chrono::DateTime<chrono::FixedOffset>>) -> Reply {
-    let at = at.unwrap_or_else(|| match app.config.utc_offset {
-        Some(o) => chrono::Utc::now().with_timezone(&o),
-        None => chrono::Local::now().fixed_offset(),
-    });
+    let at = at.unwrap_or_else(|| now(app));
     Reply::text(
         200,
         format!(
-            "Hello! It is {} ({}). Your visit is recorded; see /visits.\n",
+            "Hello! It is {} ({}). Your visit is recorded; see /visits and /dashboard.\n",
             at.format("%H:%M:%S"),
             at.format("%A %-d %B %Y, UTC%:z")
         ),
@@ -164,6 +169,12 @@ fn visits(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
             JSON,
             Slotted::new(JsonVisits::new(reader.into(), Arc::clone(app)), slot),
         ),
+        Format::Csv => {
+            let mut body = Concat::new();
+            body.push_bytes(csv::VISITS_HEADER);
+            body.push(crate::stream::csv_visits(app, reader, None));
+            Reply::stream(csv::CONTENT_TYPE, Slotted::new(body, slot))
+        }
     };
     reply.with_header(REPLICA_HEADER, app.name.clone())
 }
@@ -195,22 +206,85 @@ fn stats(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
         return Reply::unavailable("too many /visits and /stats responses in progress\n");
     };
     if q.scope == Scope::Cluster {
-        return cluster::stats(app);
+        return cluster::stats(app, q.format);
     }
-    let tally = match stats::tally_journal(app.journal.path(), &app.segments) {
-        Ok(t) => t,
+    let replica = match local_stats(app) {
+        Ok(r) => r,
+        Err(reply) => return reply,
+    };
+    let reply = match q.format {
+        StatsFormat::Json => {
+            Reply::json(200, stats::render(&app.name, "local", vec![replica], &[]))
+        }
+        StatsFormat::Csv => Reply::text(200, stats::render_csv(&[replica]))
+            .with_header("Content-Type", csv::CONTENT_TYPE),
+    };
+    reply.with_header(REPLICA_HEADER, app.name.clone())
+}
+
+/// This replica's counts, as `/stats?scope=local` and a lone replica's dashboard show them.
+fn local_stats(app: &App) -> Result<stats::ReplicaStats, Reply> {
+    match stats::tally_journal(app.journal.path(), &app.segments) {
+        Ok(t) => Ok(stats::ReplicaStats {
+            name: app.name.clone(),
+            address: app.local_addr().to_string(),
+            summary: t.summary(),
+        }),
         Err(e) => {
             log_journal_error("stats_read_failed", app.journal.path(), &e);
-            return Reply::unavailable("the journal cannot be read\n");
+            Err(Reply::unavailable("the journal cannot be read\n"))
+        }
+    }
+}
+
+/// The API description, `GET /openapi.json`: a static file, checked against the server by
+/// the integration tests and by `.ci/steps/70-openapi`.
+const OPENAPI: &str = include_str!("../openapi.json");
+
+/// `GET /dashboard`: this replica's counts, or every replica's when peers are configured,
+/// as one HTML page (see [`crate::dashboard`]). Like `/stats`, it takes a `/visits` slot
+/// while it counts, and a fan-out slot while it asks the peers.
+fn dashboard_page(app: &Arc<App>) -> Reply {
+    let Some(_slot) = app.open_stream() else {
+        return Reply::unavailable(
+            "too many /visits, /stats and /dashboard responses in progress\n",
+        );
+    };
+    let cluster = !app.config.peers.is_empty() || app.config.peer_dns.is_some();
+    let (replicas, missing) = if cluster {
+        match cluster::gather_stats(app, Endpoint::Dashboard) {
+            Ok(parts) => parts,
+            Err(reply) => return reply,
+        }
+    } else {
+        match local_stats(app) {
+            Ok(r) => (vec![r], Vec::new()),
+            Err(reply) => return reply,
         }
     };
-    let replica = stats::ReplicaStats {
-        name: app.name.clone(),
-        address: app.local_addr().to_string(),
-        summary: tally.summary(),
-    };
-    Reply::json(200, stats::render(&app.name, "local", vec![replica], &[]))
-        .with_header(REPLICA_HEADER, app.name.clone())
+    let html = dashboard::render(&dashboard::View {
+        this: &app.name,
+        cluster,
+        replicas: &replicas,
+        missing: &missing,
+        generated: now(app),
+    });
+    let reply = Reply::text(200, html)
+        .with_header("Content-Type", "text/html; charset=utf-8")
+        .with_header("Content-Security-Policy", dashboard::CSP);
+    if cluster {
+        cluster::view(app, reply, &missing)
+    } else {
+        reply.with_header(REPLICA_HEADER, app.name.clone())
+    }
+}
+
+/// Now, in the configured offset (else the system's).
+fn now(app: &App) -> chrono::DateTime<chrono::FixedOffset> {
+    match app.config.utc_offset {
+        Some(o) => chrono::Utc::now().with_timezone(&o),
+        None => chrono::Local::now().fixed_offset(),
+    }
 }
 
 #[cfg(test)]
@@ -296,6 +370,14 @@ mod tests {
             (&Method::Get, "/stats?scope=cluster", 200),
             (&Method::Get, "/visits?scope=cluster", 200),
             (&Method::Post, "/stats", 405),
+            (&Method::Get, "/stats?format=csv", 200),
+            (&Method::Get, "/visits?format=csv", 200),
+            (&Method::Get, "/dashboard", 200),
+            (&Method::Head, "/dashboard", 200),
+            (&Method::Post, "/dashboard", 405),
+            (&Method::Get, "/openapi.json", 200),
+            (&Method::Delete, "/openapi.json", 405),
+            (&Method::Get, "/dashboard/", 404),
             (&Method::Get, "/favicon.ico", 404),
             (&Method::Get, "/../", 404),
             (&Method::Get, "/visits/../", 404),

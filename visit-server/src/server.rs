@@ -53,11 +53,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tiny_http::{Request, Server};
 
 use crate::app::App;
-use crate::http::{self, Reply, RequestInfo};
+use crate::http::{self, Body, Reply, RequestInfo};
 use crate::log::{self, Value};
 use crate::routes;
 use crate::shutdown::{self, Signals};
@@ -140,14 +140,23 @@ pub fn bind(addr: SocketAddr, limits: &Limits) -> io::Result<TcpListener> {
 /// [`Outcome::Stopped`]) or the listener fails ([`Outcome::Failed`]).
 ///
 /// The shutdown sequence: `/readyz` turns 503 at once; requests are still served for
-/// [`shutdown::GRACE`] so load balancers can take the pod out; then the workers finish the
-/// request in hand and stop (waiting at most [`shutdown::JOIN_DEADLINE`]), and the listener
-/// closes. Every acknowledged visit is already on disk, so nothing remains to flush.
+/// [`shutdown::GRACE`] so load balancers can take the pod out; then the listening socket is
+/// shut down (new connections are refused), the workers answer every request already received,
+/// each with `Connection: close`, until none has come for one poll, and stop (waiting at most
+/// [`shutdown::JOIN_DEADLINE`]). Stopping the workers while the socket still accepted left the
+/// requests in tiny_http's queue to be dropped: answered 500, or their connection closed
+/// unanswered. Every acknowledged visit is already on disk, so nothing remains to flush.
 pub fn run(listener: TcpListener, app: Arc<App>, limits: &Limits, signals: &Signals) -> Outcome {
     let local = listener.local_addr().ok();
     if let Some(addr) = local {
         app.set_bound(addr);
     }
+    // A second handle on the listening socket, to shut it down when draining: tiny_http
+    // closes its own only when the `Server` is dropped, after the workers are gone.
+    let door = listener
+        .try_clone()
+        .map_err(|e| log::warn("listener_clone_failed", &[("cause", Value::Display(&e))]))
+        .ok();
     let server = match Server::from_listener(listener, None) {
         Ok(s) => Arc::new(s),
         Err(e) => {
@@ -156,19 +165,23 @@ pub fn run(listener: TcpListener, app: Arc<App>, limits: &Limits, signals: &Sign
         }
     };
     let stop = Arc::new(AtomicBool::new(false));
+    // Set once the listener is shut down: workers then drain the queue and close each
+    // connection they answer. The ticker stops on it too (it would only be refused).
+    let closing = Arc::new(AtomicBool::new(false));
     let intake = Arc::new(Mutex::new(Intake::default()));
 
     let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(limits.workers + 1);
     for i in 0..limits.workers {
-        let (server, app, intake, flag) = (
+        let (server, app, intake, flag, closing) = (
             Arc::clone(&server),
             Arc::clone(&app),
             Arc::clone(&intake),
             Arc::clone(&stop),
+            Arc::clone(&closing),
         );
         let spawned = thread::Builder::new()
             .name(format!("worker-{i}"))
-            .spawn(move || worker(&server, &app, &intake, &flag));
+            .spawn(move || worker(&server, &app, &intake, &flag, &closing));
         match spawned {
             Ok(t) => threads.push(t),
             Err(e) => {
@@ -180,7 +193,7 @@ pub fn run(listener: TcpListener, app: Arc<App>, limits: &Limits, signals: &Sign
         }
     }
     if let Some(addr) = local {
-        let (stop, every) = (Arc::clone(&stop), limits.tick);
+        let (stop, every) = (Arc::clone(&closing), limits.tick);
         match thread::Builder::new()
             .name("ticker".into())
             .spawn(move || quirks::ticker(&quirks::loopback_for(addr), &stop, every))
@@ -209,6 +222,7 @@ pub fn run(listener: TcpListener, app: Arc<App>, limits: &Limits, signals: &Sign
     signals.wait(|| app.is_fatal());
     if app.is_fatal() {
         stop.store(true, SeqCst);
+        closing.store(true, SeqCst);
         shutdown::join_all(threads, shutdown::JOIN_DEADLINE);
         return Outcome::Failed;
     }
@@ -219,7 +233,18 @@ pub fn run(listener: TcpListener, app: Arc<App>, limits: &Limits, signals: &Sign
         &[("grace_ms", (shutdown::GRACE.as_millis() as u64).into())],
     );
     shutdown::sleep_unless(shutdown::GRACE, || app.is_fatal());
-    stop.store(true, SeqCst);
+    closing.store(true, SeqCst);
+    match &door {
+        Some(door) => {
+            // Linux turns a listening socket that is shut down for reading into a closed one:
+            // connections are refused, and tiny_http's `accept` fails, which ends its thread.
+            if let Err(e) = SockRef::from(door).shutdown(std::net::Shutdown::Read) {
+                log::warn("listener_shutdown_failed", &[("cause", Value::Display(&e))]);
+                stop.store(true, SeqCst);
+            }
+        }
+        None => stop.store(true, SeqCst),
+    }
     let unfinished = shutdown::join_all(threads, shutdown::JOIN_DEADLINE);
     drop(server);
     log::info(
@@ -236,7 +261,13 @@ pub fn run(listener: TcpListener, app: Arc<App>, limits: &Limits, signals: &Sign
     }
 }
 
-fn worker(server: &Server, app: &Arc<App>, intake: &Mutex<Intake>, stop: &AtomicBool) {
+fn worker(
+    server: &Server,
+    app: &Arc<App>,
+    intake: &Mutex<Intake>,
+    stop: &AtomicBool,
+    closing: &AtomicBool,
+) {
     loop {
         let (rq, verdict) = {
             let mut intake = intake.lock().unwrap_or_else(PoisonError::into_inner);
@@ -244,11 +275,19 @@ fn worker(server: &Server, app: &Arc<App>, intake: &Mutex<Intake>, stop: &Atomic
                 return;
             }
             match server.recv_timeout(POLL) {
+                // Draining, and nothing came for a whole poll: every request received has
+                // been taken, so all workers may stop.
+                Ok(None) if closing.load(SeqCst) => {
+                    stop.store(true, SeqCst);
+                    return;
+                }
                 Ok(None) => continue,
                 Ok(Some(rq)) => {
                     let verdict = intake.admit(&RequestInfo::of(&rq), Instant::now());
                     (rq, verdict)
                 }
+                // The accept thread ended because the listener was shut down on purpose.
+                Err(_) if closing.load(SeqCst) => continue,
                 Err(e) => {
                     // tiny_http's accept thread reports its first accept error and quits: no
                     // new connection will ever come. Exit so that the pod is restarted.
@@ -261,29 +300,47 @@ fn worker(server: &Server, app: &Arc<App>, intake: &Mutex<Intake>, stop: &Atomic
         };
         // A bug in a handler must cost one request (tiny_http answers 500 when the request
         // is dropped while unwinding), not a worker.
-        if panic::catch_unwind(AssertUnwindSafe(|| serve(app, rq, verdict))).is_err() {
+        let closing = closing.load(SeqCst);
+        if panic::catch_unwind(AssertUnwindSafe(|| serve(app, rq, verdict, closing))).is_err() {
             log::error("handler_panicked", &[]);
         }
     }
 }
 
-/// Handles one request, writes the reply, counts and logs it.
-fn serve(app: &Arc<App>, rq: Request, verdict: Verdict) {
+/// Handles one request, writes the reply, counts and logs it. While `closing`, a short reply
+/// closes its connection, so that a keep-alive client reconnects (and is refused) rather than
+/// sends a request that no worker may be left to take.
+fn serve(app: &Arc<App>, rq: Request, verdict: Verdict, closing: bool) {
     let started = Instant::now();
-    let reply = match verdict {
+    let mut reply = match verdict {
         Verdict::Serve => routes::handle(app, &RequestInfo::of(&rq)),
         Verdict::Refuse => {
             Reply::text(400, "this connection is closed after a refused request\n").closing()
         }
     };
+    // A streamed body keeps tiny_http's writer: the hand-written closing one buffers it.
+    if closing && matches!(reply.body, Body::Text(_)) {
+        reply.close = true;
+    }
     let (status, close, recorded) = (reply.status, reply.close, reply.recorded);
     let method = rq.method().as_str().to_string();
     let path = log::clip(rq.url(), 512).to_string();
-    let peer = rq.remote_addr().copied();
-    let written = http::respond(rq, reply);
+    // With --anonymize, no full address reaches the log either: the peer is reduced like
+    // the recorded address (the port is kept, it names a connection, not a person).
+    let peer = rq.remote_addr().map(|p| {
+        if app.config.anonymize {
+            std::net::SocketAddr::new(visit_journal::anonymize(p.ip()), p.port())
+        } else {
+            *p
+        }
+    });
+    // Counted before the answer goes out: a client that has it and then asks /metrics must
+    // find it counted.
     app.metrics.request(status);
+    let written = http::respond(rq, reply);
 
-    let duration_us = started.elapsed().as_micros() as u64;
+    let duration = started.elapsed();
+    let duration_us = duration.as_micros() as u64;
     let peer = peer.map(|p| p.to_string()).unwrap_or_default();
     let recorded = recorded.map(|ip| ip.to_string());
     let error = written.err().map(|e| e.to_string());
@@ -291,6 +348,8 @@ fn serve(app: &Arc<App>, rq: Request, verdict: Verdict) {
         ("method", Value::Str(&method)),
         ("path", Value::Str(&path)),
         ("status", u64::from(status).into()),
+        // The contract names the field `duration`; `duration_us` is kept for existing queries.
+        ("duration", Value::Seconds(duration)),
         ("duration_us", duration_us.into()),
         ("peer", Value::Str(&peer)),
     ];

@@ -4,7 +4,8 @@
 //! the main thread polls it and runs the drain sequence in [`crate::server::run`]:
 //!
 //! ```text
-//! SIGTERM ─► /readyz 503 ─► GRACE (2 s, still serving) ─► stop workers ─► join (≤ 2 s) ─► exit 0
+//! SIGTERM ─► /readyz 503 ─► GRACE (2 s, still serving) ─► refuse new connections
+//!         ─► answer what was received, closing each connection ─► join (≤ 2 s) ─► exit 0
 //! ```
 //!
 //! So the process exits within about 4 s of the signal, under Kubernetes' default 30 s

@@ -45,6 +45,7 @@
 //! Corrupt lines are counted in `corrupt_lines`, never in the visits. Nothing is recorded.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -53,6 +54,7 @@ use chrono::NaiveDate;
 use visit_journal::{History, Reader, Visit};
 
 use crate::counts::{SEGMENT_IPS, SegmentCache, SegmentCounts};
+use crate::csv;
 use crate::json;
 use crate::peers::{self, Missing};
 
@@ -467,6 +469,30 @@ pub fn render(
     out
 }
 
+/// The `/stats` CSV ([`crate::csv`]): its header row, then a `day,replica,count` row per replica and listed
+/// day with visits, days ascending, replicas by name within a day.
+pub fn render_csv(replicas: &[ReplicaStats]) -> String {
+    let mut rows: Vec<(chrono::NaiveDate, &str, u64)> = replicas
+        .iter()
+        .flat_map(|r| {
+            r.summary
+                .days
+                .iter()
+                .map(move |(day, n)| (*day, r.name.as_str(), *n))
+        })
+        .collect();
+    rows.sort_unstable();
+    let mut out = String::with_capacity(csv::STATS_HEADER.len() + rows.len() * 32);
+    out.push_str(csv::STATS_HEADER);
+    for (day, replica, n) in rows {
+        // Writing into a String cannot fail.
+        let _ = write!(out, "{day},");
+        csv::push_field(&mut out, replica);
+        let _ = write!(out, ",{n}\r\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -640,5 +666,33 @@ mod tests {
             retired.days.iter().map(|d| d.1).sum::<u64>(),
             retired.visits
         );
+    }
+
+    #[test]
+    fn csv_rows_are_sorted_by_day_then_replica() {
+        let rs = |name: &str, lines: &[&str]| {
+            let mut t = Tally::default();
+            for l in lines {
+                t.add(&l.parse().unwrap());
+            }
+            ReplicaStats {
+                name: name.into(),
+                address: "127.0.0.1:1".into(),
+                summary: t.summary(),
+            }
+        };
+        let b = rs(
+            "b",
+            &["2026-11-25T10:00:00Z - ::1", "2026-11-26T10:00:00Z - ::1"],
+        );
+        let a = rs(
+            "a,1",
+            &["2026-11-26T10:00:00Z - ::1", "2026-11-26T11:00:00Z - ::2"],
+        );
+        assert_eq!(
+            render_csv(&[b, a]),
+            "day,replica,count\r\n2026-11-25,b,1\r\n2026-11-26,\"a,1\",2\r\n2026-11-26,b,1\r\n"
+        );
+        assert_eq!(render_csv(&[]), csv::STATS_HEADER);
     }
 }

@@ -19,6 +19,7 @@ use std::path::Path;
 use visit_journal::{History, Reader, Visit};
 
 use crate::app::{App, Slot};
+use crate::csv;
 use crate::json;
 use crate::log::{self, Value};
 
@@ -95,6 +96,19 @@ impl From<History> for Visits {
 impl From<Reader> for Visits {
     fn from(r: Reader) -> Visits {
         Visits::Peer(r)
+    }
+}
+
+impl crate::csv::TimedVisits for Visits {
+    fn read_visit_with_time(
+        &mut self,
+        visit: &mut Visit,
+        time: &mut String,
+    ) -> visit_journal::Result<bool> {
+        match self {
+            Visits::History(h) => h.read_visit_with_time(visit, time),
+            Visits::Peer(r) => r.read_visit_with_time(visit, time),
+        }
     }
 }
 
@@ -226,6 +240,40 @@ impl Read for JsonVisits {
         out[..n].copy_from_slice(&self.buf.as_bytes()[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+/// CSV rows of `reader`'s visits (see [`crate::csv`]), each starting with `replica` if given;
+/// lines left out are counted in `/metrics` and logged once, as for the JSON form.
+pub fn csv_visits<S: csv::TimedVisits>(
+    app: &Arc<App>,
+    reader: S,
+    replica: Option<&str>,
+) -> csv::CsvVisits<S> {
+    csv::CsvVisits::new(reader, replica, Box::new(CsvReport(Arc::clone(app))))
+}
+
+/// Reports what a CSV body left out, or why it failed, to the metrics and the log.
+struct CsvReport(Arc<App>);
+
+impl csv::Report for CsvReport {
+    fn done(&mut self, skipped: csv::Skipped) {
+        if skipped.lines == 0 {
+            return;
+        }
+        self.0.metrics.json_skipped(skipped.lines);
+        let first = skipped.first.unwrap_or_default();
+        log::warn(
+            "visits_csv_skipped_corrupt_lines",
+            &[
+                ("count", skipped.lines.into()),
+                ("first", Value::Str(&first)),
+            ],
+        );
+    }
+
+    fn failed(&mut self, error: &visit_journal::Error) {
+        crate::app::log_journal_error("visits_read_failed", self.0.journal.path(), error);
     }
 }
 

@@ -329,6 +329,37 @@ fn a_reader_from_bytes_names_its_source_in_errors() {
 }
 
 #[test]
+fn read_visit_with_time_gives_each_timestamp_as_written() {
+    let t = TempJournal::with_bytes(
+        b"2022-11-29T10:44:36+03:00 - 172.17.0.1\n\
+          not a visit\n\
+          2022-11-29T07:44:36.5z - ::1\n\
+          2026-11-26T10:44:36.123+03:00 - 10.0.0.7\n",
+    );
+    let mut r = Reader::open(&t.path).unwrap();
+    let mut v = visit(0);
+    let mut time = String::from("left from before");
+    assert!(r.read_visit_with_time(&mut v, &mut time).unwrap());
+    assert_eq!(
+        (time.as_str(), v.ip.to_string().as_str()),
+        ("2022-11-29T10:44:36+03:00", "172.17.0.1")
+    );
+    // A corrupt line is the same error as read_visit's, and leaves `time` alone.
+    let err = r.read_visit_with_time(&mut v, &mut time).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { line: 2, .. }), "{err}");
+    assert_eq!(time, "2022-11-29T10:44:36+03:00");
+    assert!(r.read_visit_with_time(&mut v, &mut time).unwrap());
+    assert_eq!(time, "2022-11-29T07:44:36.5z");
+    assert_eq!(v.time().to_string(), "2022-11-29T07:44:36.500+00:00");
+    // After tail, too.
+    let mut r = Reader::open(&t.path).unwrap();
+    r.tail(1).unwrap();
+    assert!(r.read_visit_with_time(&mut v, &mut time).unwrap());
+    assert_eq!(time, "2026-11-26T10:44:36.123+03:00");
+    assert!(!r.read_visit_with_time(&mut v, &mut time).unwrap());
+}
+
+#[test]
 fn tail_of_u64_max_lines_is_the_whole_file_without_overflow() {
     let t = TempJournal::new();
     let all = visits(0..100);

@@ -30,6 +30,8 @@ fn help_and_version_print_and_exit_0() {
         "VISIT_FILE",
         "VISIT_TRUSTED_PROXIES",
         "VISIT_UTC_OFFSET",
+        "--public-port PORT",
+        "VISIT_PUBLIC_PORT",
         "127.0.0.1:8080",
         "data/visits.txt",
     ] {
@@ -49,6 +51,7 @@ fn a_bad_flag_exits_2_with_usage() {
         &["--bogus"][..],
         &["--listen"],
         &["--utc-offset", "+3"],
+        &["--public-port", "0"],
         &["extra"],
     ] {
         let out = output(args);

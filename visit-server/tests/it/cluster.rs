@@ -459,6 +459,179 @@ fn a_replica_reached_twice_appears_once() {
     assert!(!asked_self);
 }
 
+/// A stand-in for the pod's front proxy: accepts on its own loopback port and relays each
+/// connection to `target`, counting the connections it was given.
+struct Forwarder {
+    addr: SocketAddr,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Forwarder {
+    fn start(target: SocketAddr) -> Forwarder {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, flag) = (Arc::clone(&connections), Arc::clone(&stop));
+        let thread = thread::spawn(move || {
+            while !flag.load(Ordering::SeqCst) {
+                let Ok((client, _)) = listener.accept() else {
+                    thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                count.fetch_add(1, Ordering::SeqCst);
+                let Ok(server) = TcpStream::connect(target) else {
+                    continue;
+                };
+                // Bounded: an idle relay gives up after a few seconds.
+                for s in [&client, &server] {
+                    s.set_nonblocking(false).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                }
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Forwarder {
+            addr,
+            connections,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What a replica behind a forwarder answered: see [`behind_a_forwarder`].
+struct Proxied {
+    /// The forwarder's address (the replica's public one) and the other replica's.
+    public: String,
+    other: String,
+    /// `(name, address)` of each replica in the JSON cluster answer, and in cluster stats.
+    visits: Vec<(String, String)>,
+    stats: Vec<(String, String)>,
+    /// How many connections the forwarder was given.
+    connections: usize,
+    logs: Vec<String>,
+}
+
+/// One replica behind a forwarder (as behind the pod's proxy), listing the forwarder's
+/// address and another replica as its peers, with `--public-port` or without; asks it for
+/// the cluster view of visits and stats.
+fn behind_a_forwarder(public_port: bool) -> Proxied {
+    let ports = free_ports(2);
+    let (listen, other) = (
+        SocketAddr::from(([127, 0, 0, 1], ports[0])),
+        SocketAddr::from(([127, 0, 0, 1], ports[1])),
+    );
+    let proxy = Forwarder::start(listen);
+    let peers = format!("{},{other}", proxy.addr);
+    let port = proxy.addr.port().to_string();
+    let mut args = vec!["--name", "r-a", "--peers", &peers];
+    if public_port {
+        args.extend_from_slice(&["--public-port", &port]);
+    }
+    let dirs = [Scratch::new(), Scratch::new()];
+    let server = Server::start_on(&listen.to_string(), &dirs[0].file(), &args);
+    let _other = Server::start_on(&other.to_string(), &dirs[1].file(), &["--name", "r-b"]);
+    let names = |v: &Value| -> Vec<(String, String)> {
+        assert!(missing(v).is_empty(), "{v}");
+        v["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let field = |k: &str| r[k].as_str().unwrap().to_string();
+                (field("name"), field("address"))
+            })
+            .collect()
+    };
+    let visits = names(&json(&server.get("/visits?scope=cluster&format=json")));
+    let stats = names(&json(&server.get("/stats?scope=cluster")));
+    // Log lines arrive through a pipe: wait for both fan-outs' summaries, which each follow
+    // any duplicate that fan-out dropped.
+    let deadline = Instant::now() + SLACK;
+    while fanout_logs(&server).len() < 2 {
+        assert!(Instant::now() < deadline, "{:#?}", server.logs());
+        thread::sleep(Duration::from_millis(10));
+    }
+    Proxied {
+        public: proxy.addr.to_string(),
+        other: other.to_string(),
+        visits,
+        stats,
+        connections: proxy.connections(),
+        logs: server.logs(),
+    }
+}
+
+#[test]
+fn behind_a_proxy_the_public_port_is_this_replica() {
+    let p = behind_a_forwarder(true);
+    // Once, by the address the peers know it by, and never asked through the proxy.
+    let want = [
+        ("r-a".to_string(), p.public.clone()),
+        ("r-b".to_string(), p.other.clone()),
+    ];
+    assert_eq!(p.visits, want);
+    assert_eq!(p.stats, want);
+    assert_eq!(p.connections, 0, "asked itself through the forwarder");
+    let duplicates = |logs: &[String]| {
+        logs.iter()
+            .filter(|l| l.contains("fanout_duplicate_replica"))
+            .count()
+    };
+    assert_eq!(duplicates(&p.logs), 0, "{:#?}", p.logs);
+    let fanouts: Vec<Value> = p
+        .logs
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["event"] == "fanout")
+        .collect();
+    assert_eq!(fanouts.len(), 2);
+    assert!(fanouts.iter().all(|f| f["peers_asked"] == 1), "{fanouts:?}");
+    let port = p.public.rsplit_once(':').unwrap().1;
+    assert!(
+        p.logs.iter().any(|l| l.contains("\"event\":\"starting\"")
+            && l.contains(&format!("\"public_port\":\"{port}\""))),
+        "{:#?}",
+        p.logs
+    );
+
+    // Without --public-port the replica does not know the forwarder's address for its own:
+    // it asks itself through it, drops the answer by name, and shows its listening address.
+    let p = behind_a_forwarder(false);
+    let names: Vec<&str> = p.visits.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["r-a", "r-b"]);
+    assert_ne!(p.visits[0].1, p.public);
+    assert_eq!(p.stats, p.visits);
+    // One connection or two: the client keeps it for the next request.
+    assert!(p.connections >= 1);
+    assert_eq!(duplicates(&p.logs), 2, "{:#?}", p.logs);
+}
+
 #[test]
 fn stats_count_per_replica_address_and_day() {
     let ports = free_ports(2);

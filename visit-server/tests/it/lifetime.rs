@@ -78,6 +78,13 @@ fn visits_limit_and_json_read_across_segments() {
         visits[0]["time"].as_str().unwrap(),
         lines[0].split(" - ").next().unwrap()
     );
+    let csv = server.get("/visits?format=csv").text();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 301, "a header row, then every visit of the history");
+    assert_eq!(
+        rows[300].split(',').next().unwrap(),
+        lines[299].split(" - ").next().unwrap()
+    );
     let last = json(&server, "/visits?limit=2&format=json");
     assert_eq!(
         last[1]["time"].as_str().unwrap(),

@@ -14,10 +14,13 @@
 
 mod support;
 
+mod anonymize;
 mod cli;
 mod cluster;
 mod crash;
+mod dashboard;
 mod disk_full;
+mod exports;
 mod foreign;
 mod hostile;
 mod lifetime;

@@ -177,3 +177,55 @@ fn a_dual_stack_listener_records_ipv4_peers_as_ipv4() {
     }
     assert_eq!(ips(&journal_lines(&s.file())), ["127.0.0.1", "::1"]);
 }
+
+#[test]
+fn the_request_log_names_method_path_status_duration_and_peer() {
+    let s = Scratch::new();
+    let server = Server::start(&s.file(), &[]);
+    assert_eq!(server.get("/healthz").status, 200);
+    // The log is read from the child's stdout by another thread: wait for the line.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let line = loop {
+        let found = server.logs().into_iter().find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(&l).ok()?;
+            (v["event"] == "request" && v["path"] == "/healthz").then_some(v)
+        });
+        if let Some(v) = found {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{:?}", server.logs());
+        thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // The contract's names, as written: `duration` is in seconds, beside `duration_us`.
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["status"], 200);
+    assert!(line["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    let seconds = line["duration"].as_f64().expect("a number of seconds");
+    let micros = line["duration_us"].as_u64().unwrap();
+    assert!((seconds * 1e6 - micros as f64).abs() < 1.5, "{line}");
+}
+
+#[test]
+fn metrics_count_a_request_before_its_client_has_the_answer() {
+    let s = Scratch::new();
+    let server = Server::start(&s.file(), &[]);
+    let mut conn = BufReader::new(connect(server.addr));
+    let count = |metrics: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("visit_server_requests_total{status=\"404\"} "))
+            .map_or(0, |v| v.parse().unwrap())
+    };
+    for i in 1..=300 {
+        conn.get_mut()
+            .write_all(b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&mut conn).unwrap().status, 404);
+        // Asked only once the 404 is in hand, /metrics must already count it.
+        conn.get_mut()
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let metrics = read_response(&mut conn).unwrap();
+        assert_eq!(count(&String::from_utf8(metrics.body).unwrap()), i);
+    }
+}

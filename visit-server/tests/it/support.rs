@@ -68,6 +68,8 @@ impl Server {
             "VISIT_ROTATE_SIZE",
             "VISIT_RETAIN_SIZE",
             "VISIT_RETAIN_DAYS",
+            "VISIT_PUBLIC_PORT",
+            "VISIT_ANONYMIZE",
         ] {
             cmd.env_remove(var);
         }
