@@ -80,7 +80,11 @@ fn visits_limit_and_json_read_across_segments() {
     );
     let csv = server.get("/visits?format=csv").text();
     let rows: Vec<&str> = csv.lines().collect();
-    assert_eq!(rows.len(), 301, "a header row, then every visit of the history");
+    assert_eq!(
+        rows.len(),
+        301,
+        "a header row, then every visit of the history"
+    );
     assert_eq!(
         rows[300].split(',').next().unwrap(),
         lines[299].split(" - ").next().unwrap()
