@@ -1,10 +1,18 @@
-//! Checks a visits file: reports corrupt lines with their line numbers, a torn tail, and counts
-//! visits per day and per address. `--repair` first cuts a torn tail, as a writer would.
+//! Checks a visits journal's whole history: reports corrupt lines with their file and line
+//! numbers, a torn tail, and counts visits per day and per address, including the visits of
+//! retired segments that `visits.txt.summary` counts. `--repair` first cuts a torn tail, as a
+//! writer would.
 //!
 //! ```text
 //! kubectl exec pod/visit-server-0 -- cat /home/app/data/visits.txt > visits.txt
 //! cargo run --example verify -- [--repair] [--top N] visits.txt
+//!
+//! kubectl cp visit-server-0:/home/app/data ./data     # the live file, segments and summary
+//! cargo run --example verify -- data                  # a directory: its visits.txt history
 //! ```
+//!
+//! PATH is the live file (its sealed segments `PATH.000001`, … and `PATH.summary` beside it
+//! are read too, oldest first), or a directory holding `visits.txt` and its history.
 //!
 //! Exit status: 0 if every line is a visit (a torn last line is fine: the next writer cuts it),
 //! 1 if some are not or the file ends in something that is not a torn record, 2 for bad usage,
@@ -28,11 +36,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use visit_journal::{Error, Options, Reader};
+use visit_journal::{Error, History, Options, Reader};
 
 const USAGE: &str = "usage: verify [--repair] [--top N] PATH
 
-Checks the visits file PATH: corrupt lines, torn tail, visits per day and per address.
+Checks the visits journal PATH and its history (sealed segments PATH.000001, ... and the
+summary PATH.summary beside it; a directory means its visits.txt): corrupt lines, torn
+tail, visits per day (retired ones included) and per address.
   --repair  first cut a torn tail (and power-loss debris near the end), under the lock
   --top N   list the N busiest addresses (default 10)
 Exit status: 0 clean, 1 corrupt lines found, 2 bad usage or unreadable file.";
@@ -114,13 +124,19 @@ fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, 
     }
 }
 
-/// Writes the report to `out`; `Ok(true)` if the file is clean.
+/// Writes the report to `out`; `Ok(true)` if the history is clean.
 fn verify(args: &Args, out: &mut impl Write) -> Result<bool, Box<dyn std::error::Error>> {
-    let path = &args.path;
+    // A directory (as `kubectl cp` copies a pod's data) stands for the journal in it.
+    let path = &if args.path.is_dir() {
+        args.path.join("visits.txt")
+    } else {
+        args.path.clone()
+    };
     if args.repair {
         // Opening a journal for writing repairs the end of the file, under the lock that every
         // writer takes; a stuck writer makes us give up rather than wait forever, and a missing
-        // file is an error rather than a new journal.
+        // journal is an error rather than a new one (a missing live file beside its segments is
+        // created: a rotation was interrupted).
         let journal = Options::new()
             .create(false)
             .lock_timeout(Duration::from_secs(10))
@@ -129,70 +145,121 @@ fn verify(args: &Args, out: &mut impl Write) -> Result<bool, Box<dyn std::error:
         writeln!(out, "repaired {}: cut {cut} bytes", path.display())?;
     }
 
-    let mut reader = Reader::open(path)?;
+    let history = History::open(path)?;
+    let segments = history.files().filter(|f| *f != path.as_path()).count();
+    let retired = history.retired_visits();
+    let summary = path.with_file_name(format!(
+        "{}.summary",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let has_summary = summary.exists();
+    if !path.exists() && segments == 0 && !has_summary {
+        // Nothing there: the library's own words for the missing file.
+        Reader::open(path)?;
+    }
+    let retired_corrupt = history.retired_corrupt_lines();
+    let mut per_day: BTreeMap<_, u64> = history.retired_days().clone();
     let (mut records, mut corrupt) = (0u64, 0u64);
-    let mut per_day = BTreeMap::new();
     let mut per_ip = HashMap::new();
-    // `by_ref` keeps the reader, to ask it about the tail once the lines are read.
-    for visit in reader.by_ref() {
-        match visit {
-            Ok(visit) => {
-                records += 1;
-                // The date where the visit happened: the record's own UTC offset, not ours.
-                *per_day.entry(visit.at.date_naive()).or_insert(0u64) += 1;
-                *per_ip.entry(visit.ip).or_insert(0u64) += 1;
-            }
-            // `path:line: bad record at byte N: reason`; the reader goes on with the next line.
-            Err(e) if e.is_corrupt() => {
-                corrupt += 1;
-                if corrupt <= SHOWN_ERRORS {
-                    writeln!(out, "{e}")?;
+    let mut torn = None;
+    for file in history.into_files() {
+        let (segment, mut reader) = file?;
+        // `by_ref` keeps the reader, to ask it about the tail once the lines are read.
+        for visit in reader.by_ref() {
+            match visit {
+                Ok(visit) => {
+                    records += 1;
+                    // The date where the visit happened: the record's own UTC offset, not ours.
+                    *per_day.entry(visit.at.date_naive()).or_insert(0) += 1;
+                    *per_ip.entry(visit.ip).or_insert(0u64) += 1;
                 }
+                // `path:line: bad record at byte N: reason`; the reader goes on.
+                Err(e) if e.is_corrupt() => {
+                    corrupt += 1;
+                    if corrupt <= SHOWN_ERRORS {
+                        writeln!(out, "{e}")?;
+                    }
+                }
+                // An I/O error ends the reading.
+                Err(e) => return Err(e.into()),
             }
-            // An I/O error ends the reading.
-            Err(e) => return Err(e.into()),
+        }
+        // Would a writer cut the unterminated end, or refuse it? Asked without writing.
+        let refused = reader.check_tail()?;
+        if let Some(err) = &refused {
+            // Reported like a corrupt line, in the library's words.
+            corrupt += 1;
+            writeln!(out, "{err}")?;
+        }
+        let tail = reader.torn_tail_bytes();
+        if segment.is_some() {
+            // A sealed segment ends in a whole line and is never written again: no writer
+            // will ever cut what follows it.
+            if tail > 0 && refused.is_none() {
+                corrupt += 1;
+                writeln!(
+                    out,
+                    "{}: {tail} bytes after the last complete line of a sealed segment",
+                    reader.path().display()
+                )?;
+            }
+        } else {
+            torn = Some((tail, refused.is_some()));
         }
     }
     if corrupt > SHOWN_ERRORS {
         writeln!(out, "... and {} more corrupt lines", corrupt - SHOWN_ERRORS)?;
     }
-    // Would a writer cut the unterminated end, or refuse it? Asked without writing.
-    let refused = reader.check_tail()?;
-    if let Some(err) = &refused {
-        // Reported like a corrupt line, in the library's words.
-        corrupt += 1;
-        writeln!(out, "{err}")?;
-    }
 
     writeln!(out, "{}:", path.display())?;
+    if segments > 0 || has_summary {
+        writeln!(out, "  sealed segments: {segments}")?;
+        writeln!(
+            out,
+            "  retired visits:  {retired} (counted in {}; {retired_corrupt} corrupt lines)",
+            summary.display()
+        )?;
+    }
     writeln!(out, "  visits:         {records}")?;
     writeln!(out, "  corrupt lines:  {corrupt}")?;
-    match (reader.torn_tail_bytes(), refused) {
+    if segments > 0 || has_summary {
+        writeln!(out, "  all visits:     {}", records + retired)?;
+    }
+    match torn.unwrap_or((0, false)) {
         (0, _) => writeln!(out, "  torn tail:      none")?,
-        (n, None) => writeln!(
+        (n, false) => writeln!(
             out,
             "  torn tail:      {n} bytes after the last complete line (readers ignore them; \
              the next writer, or --repair, cuts them)"
         )?,
-        (n, Some(_)) => writeln!(
+        (n, true) => writeln!(
             out,
             "  torn tail:      {n} bytes that are not a torn record"
         )?,
     }
-    if records > 0 {
-        print_counts(out, &per_day, per_ip, args.top)?;
+    if records + retired > 0 {
+        print_counts(out, &per_day, per_ip, args.top, retired)?;
     }
     Ok(corrupt == 0)
 }
 
-/// Writes the visits per day, and per address for the `top` busiest addresses.
+/// Writes the visits per day, and per address for the `top` busiest addresses (the summary
+/// keeps no addresses, so `retired` visits count only per day).
 fn print_counts(
     out: &mut impl Write,
     per_day: &BTreeMap<impl Display, u64>,
     per_ip: HashMap<IpAddr, u64>,
     top: usize,
+    retired: u64,
 ) -> io::Result<()> {
-    writeln!(out, "visits per day (each record's own date):")?;
+    if retired > 0 {
+        writeln!(
+            out,
+            "visits per day (each record's own date; retired visits included):"
+        )?;
+    } else {
+        writeln!(out, "visits per day (each record's own date):")?;
+    }
     for (day, n) in per_day {
         writeln!(out, "  {day}  {n:>8}")?;
     }

@@ -60,6 +60,13 @@ def quantity(value):
     return float(text)
 
 
+def size(value):
+    """Parses a visit-server SIZE (CONTRACT.md section 6): bytes, or K/KiB, M/MiB, G/GiB."""
+    text = str(value)
+    for suffix, shift in (("KiB", 10), ("K", 10), ("MiB", 20), ("M", 20), ("GiB", 30), ("G", 30)):
+        if text.endswith(suffix):
+            return int(text[: -len(suffix)]) << shift
+    return int(text)
 def nginx_size(text):
     """Parses an nginx size: 4m, 8k, 512."""
     factor = _NGINX_SUFFIXES.get(text[-1].lower(), 1)
@@ -188,6 +195,17 @@ class OverlayFacts:
         self.assertGreaterEqual(storage, 64 * 2**20)
         # A pod volume called "data" would shadow the claim template.
         self.assertNotIn("data", [v["name"] for v in self.pod.get("volumes", [])])
+
+    def test_the_journal_keeps_itself_within_its_claim(self):
+        # CONTRACT.md section 6: sealed segments are retired beyond the retain size, so the
+        # journal never needs more than retain + rotate bytes (plus a small summary).
+        (claim,) = self.sts["spec"]["volumeClaimTemplates"]
+        storage = quantity(claim["spec"]["resources"]["requests"]["storage"])
+        rotate = size(self.env("VISIT_ROTATE_SIZE"))
+        retain = size(self.env("VISIT_RETAIN_SIZE"))
+        self.assertGreaterEqual(rotate, 4 * 2**10)
+        self.assertGreater(retain, rotate)
+        self.assertLessEqual(retain + rotate, 0.85 * storage)
 
     def test_journal_is_on_the_claim(self):
         self.assertEqual(self.env("VISIT_FILE"), JOURNAL)

@@ -201,6 +201,12 @@ pub enum Op {
     RollBack,
     /// `fdatasync` of the file. Poisons: see [`Error::Poisoned`].
     Fsync,
+    /// Listing the journal's directory (its sealed segments).
+    ListDirectory,
+    /// Renaming the live file to a sealed segment, or a new summary over the old one.
+    Rename,
+    /// Deleting a retired segment (or a stale temporary summary).
+    Remove,
     /// Making the file safe again after a failed fsync: cutting off (or, if records follow
     /// it, writing again and syncing) the batch whose fsync failed. Poisons: until it succeeds,
     /// nothing more is acknowledged. See [`Journal::reopen`](crate::Journal::reopen).
@@ -223,6 +229,9 @@ impl Op {
             Op::Truncate => "truncate",
             Op::RollBack => "roll back",
             Op::Fsync => "fsync",
+            Op::ListDirectory => "list directory",
+            Op::Rename => "rename",
+            Op::Remove => "remove",
             Op::Settle => "cut or resync the batch whose fsync failed in",
         }
     }
@@ -241,7 +250,10 @@ impl Op {
             | Op::Lock
             | Op::Read
             | Op::Write
-            | Op::Truncate => false,
+            | Op::Truncate
+            | Op::ListDirectory
+            | Op::Rename
+            | Op::Remove => false,
         }
     }
 }
@@ -329,6 +341,9 @@ mod tests {
             (Op::Truncate, "truncate"),
             (Op::RollBack, "roll back"),
             (Op::Fsync, "fsync"),
+            (Op::ListDirectory, "list directory"),
+            (Op::Rename, "rename"),
+            (Op::Remove, "remove"),
             (Op::Settle, "cut or resync the batch whose fsync failed in"),
         ];
         for (op, verb) in all {

@@ -20,7 +20,8 @@
 //! - [`Journal`]: a file open for appending. [`Journal::append`] and
 //!   [`Journal::append_batch`] return once the records are durable. `Send + Sync`: share one
 //!   between threads and their appends are committed together.
-//! - [`Options`]: how to open a journal (fsync on or off, lock timeout, create or not).
+//! - [`Options`]: how to open a journal (fsync on or off, lock timeout, create or not, and
+//!   its lifetime: rotate size, retain size, retain days).
 //! - [`Reader`]: streams the records of a journal in constant memory, with
 //!   [`tail`](Reader::tail), [`count_lines`](Reader::count_lines),
 //!   [`verify`](Reader::verify) and [`into_text`](Reader::into_text). Takes no lock.
@@ -28,6 +29,8 @@
 //!   timestamp exactly as the line writes it.
 //!   [`Reader::from_bytes`] reads a journal's bytes held in memory (another replica's answer,
 //!   say) with exactly the same rules and errors.
+//! - [`History`]: the same over a journal's whole history, its sealed segments and live file,
+//!   with the summary's counts of the retired ones (see "Lifetime" below).
 //! - [`Error`] and [`Result`]: one error type, naming the path, the operation ([`Op`]) and,
 //!   for bad records, the line and byte.
 //! - [`Stats`] and [`Report`]: counters of a journal handle, and what `verify` found.
@@ -136,7 +139,51 @@
 //! - Any other line that does not parse is **corrupt**: readers report it with its 1-based
 //!   line number and byte offset ([`Error::Corrupt`]) and go on; nothing is silently skipped.
 //!
+//! # Lifetime: rotation, retention, summary
+//!
+//! Off unless configured. With [`Options::rotate_size`], the live file (always the path you
+//! gave) is sealed before an append would make it larger than that: renamed to
+//! `<path>.000001`, `<path>.000002`, … (at least six digits, numbers never reused), and a fresh
+//! file takes its place. A sealed segment ends in a whole line and is never written again, so
+//! the whole history, oldest first, is
+//!
+//! ```text
+//! cat visits.txt.[0-9]* visits.txt
+//! ```
+//!
+//! With [`Options::retain_size`] or [`Options::retain_days`], the oldest segments are retired:
+//! their visits are counted per day into `<path>.summary`, then they are deleted. The summary
+//! is text, replaced atomically (temporary file, fsync, rename, directory fsync) before the
+//! delete:
+//!
+//! ```text
+//! # folded through 3
+//! # corrupt 1
+//! 2026-11-25 51200
+//! 2026-11-26 48022
+//! ```
+//!
+//! The first line says that segments 1 to 3 are counted here; the optional second counts
+//! corrupt lines met in them; then one `YYYY-MM-DD COUNT` line per day (the day as written in
+//! each record's own offset), ascending. [`History::days`] adds these to the counts of the
+//! files still on disk: every visit ever recorded. A summary that does not parse is reported
+//! ([`Error::Corrupt`] with its line), never reset.
+//!
+//! Both run under the lock, in the append that needs them (retention also when a writer opens
+//! the journal), so writers of several processes never step on each other. Every writer,
+//! under the lock, checks that the file it holds is still the one at the path (`fstat` against
+//! `stat`: device and inode) and follows the path if not, so nothing is appended to a sealed
+//! segment. Other programs appending beside the library must do the same (a plain
+//! `flock` + `echo >>` is safe only without rotation); the repository's README shows how.
+//!
 //! # Crash recovery
+//!
+//! A crash at any step of a rotation or a retirement leaves every acknowledged visit in exactly
+//! one place: a sealed segment, the live file, or the summary's counts. A crash after the
+//! rename leaves no live file: the next writer creates it (even with
+//! [`Options::create`]`(false)`, since the journal exists). A crash after the summary was
+//! replaced leaves segments it already counts: readers skip them, the next writer deletes them,
+//! and a stale temporary summary too.
 //!
 //! A writer killed mid-write leaves at most one partial line at the end. Before **every**
 //! append, under the lock, the writer cuts such a torn tail (another process may have died
@@ -163,24 +210,30 @@
 //! # Non-goals
 //!
 //! - Not a database: no index, no query, no deletion. Read by streaming.
-//! - No rotation or compaction: the file grows by one line per visit (about 42 bytes; a
-//!   million visits is 42 MB). [`Journal::reopen`] picks up a file that was moved away.
+//! - No compaction of the live file: it grows by one line per visit (about 42 bytes; a
+//!   million visits is 42 MB) until it is rotated; retired segments keep only their counts per
+//!   day, not their visits.
 //! - No replication: each file is one machine's (or one pod's) record.
 //! - Linux and other Unixes (`flock`, `pread`). Network file systems that do not honour
 //!   `flock` are not supported for several writers.
 #![deny(missing_docs)]
 
 mod commit;
+mod dir;
 mod error;
+mod history;
+mod lifecycle;
 mod locked;
 mod options;
 mod reader;
 mod repair;
+mod segment;
 mod storage;
 mod visit;
 mod writer;
 
 pub use crate::error::{Error, Op, Result};
+pub use crate::history::History;
 pub use crate::options::Options;
 pub use crate::reader::{Reader, Report};
 pub use crate::visit::{Visit, anonymize};

@@ -16,9 +16,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use crate::dir::{Dir, FileId, RealDir};
 use crate::error::{Error, Op, Result};
+use crate::lifecycle::{self, Lifecycle};
 use crate::options::Options;
 use crate::repair::{self, Cut};
+use crate::segment::Retention;
 use crate::storage::{
     FileStorage, Storage, count_newlines, last_line_end, read_exact_at, read_up_to,
 };
@@ -34,6 +37,10 @@ pub(crate) struct Counters {
     pub(crate) repaired_bytes: AtomicU64,
     pub(crate) failed_batches: AtomicU64,
     pub(crate) failed_syncs: AtomicU64,
+    /// The live file's length after the last batch (or rotation, or open) of this handle.
+    pub(crate) live_bytes: AtomicU64,
+    /// Rotation and retention.
+    pub(crate) life: Arc<lifecycle::Counters>,
 }
 
 /// A journal's open file and the knobs that say how to write it.
@@ -42,9 +49,20 @@ pub(crate) struct Io {
     /// What errors name.
     path: PathBuf,
     storage: Arc<dyn Storage>,
+    /// The identity of the open file. Under the lock it is checked against the file at the
+    /// path: if they differ, the file was rotated (or moved) away, and the handle reopens the
+    /// path before it writes, so nothing is ever appended to a sealed segment.
+    id: FileId,
     /// [`Options::sync`]: whether to `fdatasync`.
     sync: bool,
     lock_timeout: Option<Duration>,
+    /// [`Options::create`], or there is a history (a rotation was interrupted after its
+    /// rename, so the live file is missing but the journal exists).
+    create: bool,
+    /// The rotation and retention of the journal's history.
+    life: Lifecycle,
+    /// Set when retention failed: it is retried by the first append after this instant.
+    retry_retention: Option<Instant>,
     /// Shared with the journal, which reads them for `stats` while a thread holds the `Io`.
     counters: Arc<Counters>,
     /// The batch this handle wrote and has not yet seen through a successful fsync (or taken
@@ -62,28 +80,74 @@ struct Unsynced {
     bytes: Vec<u8>,
 }
 
+/// How long after a failed retention it is tried again (besides at every rotation and open):
+/// often enough to free space soon after the fault clears, rarely enough that a lasting fault
+/// (a corrupt summary) costs nothing noticeable.
+const RETENTION_RETRY: Duration = Duration::from_secs(1);
+
+/// How many times a writer follows the live file to a new one before it gives up: each time,
+/// another writer rotated it (or a program moved it away) between our open and our lock.
+const MAX_REOPENS: usize = 100;
+
 /// 4 KiB of a byte that a torn record may contain: what [`Io::probe`] writes and takes back.
 pub(crate) const PROBE: [u8; repair::MAX_TORN as usize] = [b'0'; repair::MAX_TORN as usize];
 
 impl Io {
-    /// Opens (creating if `options.create`) the file at `path` and repairs its end.
+    /// Opens (creating if `options.create`) the file at `path`, repairs its end, and runs
+    /// retention.
     pub(crate) fn open(path: &Path, options: &Options, counters: Arc<Counters>) -> Result<Io> {
-        let storage = open_storage(path, options.create)?;
-        Io::with_storage(path, options, storage, counters)
+        Io::open_in(Arc::new(RealDir), path, options, counters)
+    }
+
+    /// As [`Io::open`], with the directory operations of rotation and retention going through
+    /// `dir` (tests inject faults and crashes there).
+    pub(crate) fn open_in(
+        dir: Arc<dyn Dir>,
+        path: &Path,
+        options: &Options,
+        counters: Arc<Counters>,
+    ) -> Result<Io> {
+        let life = lifecycle_of(dir, path, options, &counters);
+        // A live file missing beside its segments is a rotation interrupted after its rename:
+        // the journal exists, and the next writer creates its live file.
+        let create = options.create || life.history_exists();
+        let (storage, id) = open_storage(path, create)?;
+        Io::with_parts(path, options, storage, id, life, create, counters)
     }
 
     /// An `Io` over `storage` (tests inject faults here), its end repaired.
+    #[cfg(test)]
     pub(crate) fn with_storage(
         path: &Path,
         options: &Options,
         storage: Arc<dyn Storage>,
         counters: Arc<Counters>,
     ) -> Result<Io> {
-        let io = Io {
+        let id = fs::metadata(path)
+            .map(|m| FileId::of(&m))
+            .map_err(|e| Error::io(Op::Stat, path, e))?;
+        let life = lifecycle_of(Arc::new(RealDir), path, options, &counters);
+        Io::with_parts(path, options, storage, id, life, options.create, counters)
+    }
+
+    fn with_parts(
+        path: &Path,
+        options: &Options,
+        storage: Arc<dyn Storage>,
+        id: FileId,
+        life: Lifecycle,
+        create: bool,
+        counters: Arc<Counters>,
+    ) -> Result<Io> {
+        let mut io = Io {
             path: path.to_path_buf(),
             storage,
+            id,
             sync: options.sync,
             lock_timeout: options.lock_timeout,
+            create,
+            life,
+            retry_retention: None,
             counters,
             unsynced: Unsynced::default(),
         };
@@ -91,15 +155,36 @@ impl Io {
         Ok(io)
     }
 
-    /// One batch of whole records: under the `flock`, [`Io::write_batch_locked`]; then,
-    /// without the lock, the `fdatasync`. Returns how long the fsync took.
+    /// One batch of whole records: under the `flock`, cut a torn tail, rotate if the batch
+    /// would make the live file larger than the rotate size, write the whole batch (or roll
+    /// it back), and run retention after a rotation; then, without the lock, the
+    /// `fdatasync`. Returns how long the fsync took.
     ///
     /// The lock is released before the fsync: our bytes are whole lines, so nothing another
-    /// writer does under the lock can touch them, and holding the lock across the fsync would
-    /// stop other processes from batching behind us.
+    /// writer does under the lock can touch them (a rotation syncs the file before sealing
+    /// it), and holding the lock across the fsync would stop other processes from batching
+    /// behind us.
     pub(crate) fn append(&mut self, batch: &[u8]) -> Result<Duration> {
-        let lock = self.lock_file()?;
-        let written = self.write_batch_locked(batch);
+        let mut lock = self.lock_live()?;
+        let written = match self.make_room(&mut lock, batch.len() as u64) {
+            Ok((start, rotated)) => {
+                // Noted before the write, so that even a write that unwinds leaves it for
+                // `settle`.
+                self.unsynced.start = Some(start);
+                self.unsynced.bytes.clear();
+                self.unsynced.bytes.extend_from_slice(batch);
+                self.write_or_roll_back(batch, start).map(|()| {
+                    self.counters
+                        .live_bytes
+                        .store(start + batch.len() as u64, Relaxed);
+                    let due = self.retry_retention.is_some_and(|at| Instant::now() >= at);
+                    if rotated || due {
+                        self.retain_quietly();
+                    }
+                })
+            }
+            Err(e) => Err(e),
+        };
         if written.as_ref().is_err_and(Error::is_poisoned) {
             // A rollback failed, or its fsync did: part of the batch may be in the file,
             // unsynced. Settle it while we hold the lock, as after a failed fsync (below).
@@ -126,16 +211,58 @@ impl Io {
         Ok(started.elapsed())
     }
 
-    /// Everything a batch does to the file under the lock: cut a torn tail, then write the
-    /// whole batch at the end or, if the write fails, roll it back. A batch is written with
-    /// one call here, so it is never split.
-    fn write_batch_locked(&mut self, batch: &[u8]) -> Result<()> {
+    /// Under the lock, before a batch of `len` bytes: cuts a torn tail and, if the batch
+    /// would make the live file larger than the rotate size, rotates it and takes the lock of
+    /// the fresh file instead (in `lock`). Returns where the batch goes, and whether the file
+    /// was rotated.
+    ///
+    /// A rotation that fails before its rename leaves the live file where it was: the batch
+    /// goes there (a little over the rotate size), the failure is counted and kept, and the
+    /// next batch tries again. One that fails after its rename has sealed the file, so the
+    /// fresh file must exist and be durable before anything is written: if that cannot be
+    /// made so, the batch fails.
+    fn make_room(&mut self, lock: &mut FileLock, len: u64) -> Result<(u64, bool)> {
         let start = self.cut_torn_tail()?;
-        // Noted before the write, so that even a write that unwinds leaves it for `settle`.
-        self.unsynced.start = Some(start);
-        self.unsynced.bytes.clear();
-        self.unsynced.bytes.extend_from_slice(batch);
-        self.write_or_roll_back(batch, start)
+        if !self.life.should_rotate(start, len) {
+            return Ok((start, false));
+        }
+        if let Err(e) = self.life.rotate(|| self.sync_file()) {
+            let sealed = self
+                .life
+                .dir
+                .id(&self.path)
+                .map_err(|e| self.io(Op::Stat, e))?;
+            if e.is_poisoned() {
+                return Err(e);
+            }
+            self.life.counters.failed_rotations.fetch_add(1, Relaxed);
+            self.life.keep_error(e);
+            if sealed == Some(self.id) {
+                return Ok((start, false));
+            }
+            // Sealed, but the fresh file or its name's durability is missing: finish that now.
+            self.life.create_live()?;
+        }
+        // The file we hold is sealed: nothing more goes into it. Follow the path to the fresh
+        // file and lock that one (another writer may have got there first: it is locked and
+        // checked like any other).
+        let old = std::mem::replace(lock, self.lock_live_reopening()?);
+        old.release().map_err(|e| self.io(Op::Unlock, e))?;
+        Ok((self.cut_torn_tail()?, true))
+    }
+
+    /// Runs retention under the lock; a failure is counted, kept for the caller to log, and
+    /// retried a second later. It never fails the append that triggered it.
+    fn retain_quietly(&mut self) {
+        let now = chrono::Utc::now().fixed_offset();
+        match self.life.retain(now) {
+            Ok(_) => self.retry_retention = None,
+            Err(e) => {
+                self.life.counters.failed_retentions.fetch_add(1, Relaxed);
+                self.life.keep_error(e);
+                self.retry_retention = Some(Instant::now() + RETENTION_RETRY);
+            }
+        }
     }
 
     /// Writes `bytes` at the end (`start`); on failure truncates back to `start`.
@@ -211,7 +338,11 @@ impl Io {
                 ),
             )));
         }
-        if len <= end {
+        // Another writer may have rotated the file away since: a sealed segment is never cut
+        // (its content is final, and readers and retention rely on it), so what is there of
+        // the batch is made durable in place instead.
+        let sealed = self.life.dir.id(&self.path).map_err(settle)? != Some(self.id);
+        if len <= end && !sealed {
             if len > start {
                 self.storage.truncate(start).map_err(settle)?;
                 self.counters.repaired_bytes.fetch_add(len - start, Relaxed);
@@ -220,7 +351,9 @@ impl Io {
                 self.storage.sync_data().map_err(settle)?;
             }
         } else if self.sync {
-            self.storage.rewrite_durably(ours, start).map_err(settle)?;
+            self.storage
+                .rewrite_durably(&ours[..present], start)
+                .map_err(settle)?;
         }
         self.unsynced.start = None;
         Ok(())
@@ -228,8 +361,8 @@ impl Io {
 
     /// Checks that a batch could be written now: under the lock, writes [`PROBE`] at the end
     /// and truncates it away. No fsync.
-    pub(crate) fn probe(&self) -> Result<()> {
-        let lock = self.lock_file()?;
+    pub(crate) fn probe(&mut self) -> Result<()> {
+        let lock = self.lock_live()?;
         let probed = self.cut_torn_tail().and_then(|start| {
             let written = write_all(&*self.storage, &PROBE).map_err(|e| self.io(Op::Write, e));
             // Not a roll back: if this cut fails, the probe is a torn tail (it is no longer
@@ -283,6 +416,45 @@ impl Io {
         }
     }
 
+    /// Takes the lock of the live file: locks the open file, then checks that it is still the
+    /// file at the path (device and inode, `fstat` against `stat`). If another writer rotated
+    /// it away meanwhile (or a program moved it), the lock is of a sealed file: release it,
+    /// open the path again, and retry.
+    fn lock_live(&mut self) -> Result<FileLock> {
+        for _ in 0..MAX_REOPENS {
+            let lock = self.lock_file()?;
+            let at_path = self
+                .life
+                .dir
+                .id(&self.path)
+                .map_err(|e| self.io(Op::Stat, e))?;
+            if at_path == Some(self.id) {
+                return Ok(lock);
+            }
+            lock.release().map_err(|e| self.io(Op::Unlock, e))?;
+            self.reopen_storage()?;
+        }
+        Err(self.io(
+            Op::Open,
+            io::Error::other("the live file kept being replaced while the writer locked it"),
+        ))
+    }
+
+    /// After a rotation: opens the path (the fresh file) and takes its lock.
+    fn lock_live_reopening(&mut self) -> Result<FileLock> {
+        self.reopen_storage()?;
+        self.lock_live()
+    }
+
+    /// Replaces the open file with the one now at the path, creating it if it is missing (a
+    /// rotation was interrupted after its rename, or a program moved the journal away).
+    fn reopen_storage(&mut self) -> Result<()> {
+        let (storage, id) = open_storage(&self.path, self.create)?;
+        self.storage = storage;
+        self.id = id;
+        Ok(())
+    }
+
     /// Under the lock: cuts a torn last line, if any, and returns the new length.
     fn cut_torn_tail(&self) -> Result<u64> {
         let storage = &*self.storage;
@@ -331,9 +503,10 @@ impl Io {
         Ok(tail)
     }
 
-    /// Under the lock: cuts power-loss debris near the end, then a torn tail.
-    fn repair_on_open(&self) -> Result<()> {
-        let lock = self.lock_file()?;
+    /// Under the lock: cuts power-loss debris near the end, then a torn tail; then runs
+    /// retention (which also finishes an interrupted retirement).
+    fn repair_on_open(&mut self) -> Result<()> {
+        let lock = self.lock_live()?;
         let repaired = (|| {
             let len = self.storage.len().map_err(|e| self.io(Op::Stat, e))?;
             let window = self.read_tail(len, repair::DEBRIS_WINDOW + 1)?;
@@ -346,6 +519,10 @@ impl Io {
             }
             self.cut_torn_tail()
         })();
+        if let Ok(len) = repaired {
+            self.counters.live_bytes.store(len, Relaxed);
+            self.retain_quietly();
+        }
         let unlocked = lock.release().map_err(|e| self.io(Op::Unlock, e));
         repaired?;
         unlocked
@@ -394,8 +571,38 @@ fn write_all(storage: &dyn Storage, mut bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// The rotation and retention of the journal at `path`, as the options ask.
+fn lifecycle_of(
+    dir: Arc<dyn Dir>,
+    path: &Path,
+    options: &Options,
+    counters: &Counters,
+) -> Lifecycle {
+    Lifecycle::new(
+        path,
+        dir,
+        options.rotate_size,
+        Retention {
+            size: options.retain_size,
+            days: options.retain_days,
+        },
+        options.sync,
+        Arc::clone(&counters.life),
+    )
+}
+
 /// Opens the file for reading and appending, creating it and its directories if `create`.
-fn open_storage(path: &Path, create: bool) -> Result<Arc<dyn Storage>> {
+/// Returns it with its identity (taken from the open file, so it is the file we hold).
+fn open_storage(path: &Path, create: bool) -> Result<(Arc<dyn Storage>, FileId)> {
+    let file = open_file(path, create)?;
+    let id = file
+        .metadata()
+        .map(|m| FileId::of(&m))
+        .map_err(|e| Error::io(Op::Stat, path, e))?;
+    Ok((Arc::new(FileStorage { file }), id))
+}
+
+fn open_file(path: &Path, create: bool) -> Result<File> {
     if path.as_os_str().is_empty() {
         return Err(Error::io(
             Op::Open,
@@ -416,24 +623,20 @@ fn open_storage(path: &Path, create: bool) -> Result<Arc<dyn Storage>> {
     let mut options = OpenOptions::new();
     options.read(true).append(true);
     if !create {
-        let file = options
-            .open(path)
-            .map_err(|e| Error::io(Op::Open, path, e))?;
-        return Ok(Arc::new(FileStorage { file }));
+        return options.open(path).map_err(|e| Error::io(Op::Open, path, e));
     }
     let parent = parent_dir(path);
     create_dirs(parent)?;
-    let file = match options.clone().create_new(true).open(path) {
+    match options.clone().create_new(true).open(path) {
         Ok(file) => {
             sync_dir(parent)?;
-            file
+            Ok(file)
         }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => options
-            .open(path)
-            .map_err(|e| Error::io(Op::Open, path, e))?,
-        Err(e) => return Err(Error::io(Op::Create, path, e)),
-    };
-    Ok(Arc::new(FileStorage { file }))
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            options.open(path).map_err(|e| Error::io(Op::Open, path, e))
+        }
+        Err(e) => Err(Error::io(Op::Create, path, e)),
+    }
 }
 
 fn parent_dir(path: &Path) -> &Path {

@@ -22,6 +22,9 @@ pub struct Options {
     pub(crate) sync: bool,
     pub(crate) lock_timeout: Option<Duration>,
     pub(crate) create: bool,
+    pub(crate) rotate_size: u64,
+    pub(crate) retain_size: u64,
+    pub(crate) retain_days: u64,
 }
 
 impl Default for Options {
@@ -38,6 +41,9 @@ impl Options {
             sync: true,
             lock_timeout: None,
             create: true,
+            rotate_size: 0,
+            retain_size: 0,
+            retain_days: 0,
         }
     }
 
@@ -72,6 +78,51 @@ impl Options {
     /// existing file and must not invent one.
     pub fn create(mut self, create: bool) -> Options {
         self.create = create;
+        self
+    }
+
+    /// Rotates the live file before an append would make it larger than `bytes`: the file is
+    /// sealed as `<path>.000001` (then `.000002`, …; never written again) and a fresh one takes
+    /// its place. 0 (the default): never rotate. Any other size is taken as given (the server
+    /// refuses less than 4 KiB: segments of a few visits each help nobody, but tests use them).
+    ///
+    /// A batch is never split: one larger than `bytes` goes whole into a fresh file, and a file
+    /// is rotated only if it holds at least one line, so no segment is empty. Read the whole
+    /// history with [`History`](crate::History), or `cat visits.txt.[0-9]* visits.txt`. Every
+    /// writer of the journal should use the same rotate size (writers that do not rotate
+    /// still follow the live file: see [`Journal::append`](crate::Journal::append)).
+    ///
+    /// # Durability
+    ///
+    /// Rotation happens under the lock, in the append that needs it: the live file is synced
+    /// and renamed, the fresh one created and the directory fsynced before the batch is
+    /// written. A crash at any step leaves every acknowledged visit in exactly one file; the
+    /// next writer finishes the step.
+    pub fn rotate_size(mut self, bytes: u64) -> Options {
+        self.rotate_size = bytes;
+        self
+    }
+
+    /// Retires the oldest sealed segments while their total size exceeds `bytes`. 0 (the
+    /// default): keep them all (unless [`Options::retain_days`] retires them).
+    ///
+    /// Retiring a segment counts its visits per day into `<path>.summary` (so
+    /// [`History::days`](crate::History::days) still counts every visit ever recorded), then
+    /// deletes it. Retention runs under the lock after each rotation and when a writer opens
+    /// the journal. A failure to retire never fails an append: it is counted in
+    /// [`Stats::failed_retentions`](crate::Stats::failed_retentions), kept for
+    /// [`Journal::take_lifecycle_error`](crate::Journal::take_lifecycle_error), and retried
+    /// (at the next append a second later, the next rotation, or the next open).
+    pub fn retain_size(mut self, bytes: u64) -> Options {
+        self.retain_size = bytes;
+        self
+    }
+
+    /// Retires the oldest sealed segment while its newest visit (its largest timestamp) is more
+    /// than `days` × 24 hours old. 0 (the default): keep segments whatever their age (unless
+    /// [`Options::retain_size`] retires them). Retiring is as described there.
+    pub fn retain_days(mut self, days: u64) -> Options {
+        self.retain_days = days;
         self
     }
 }

@@ -184,10 +184,15 @@ impl Reader {
     /// [`Error::Io`] if the file cannot be opened or read, or is not a regular file.
     pub fn open(path: impl AsRef<Path>) -> Result<Reader> {
         let path = path.as_ref();
+        let file = File::open(path).map_err(|e| Error::io(Op::Open, path, e))?;
+        Reader::from_file(path, file)
+    }
+
+    /// A reader of a file already open (`path` is what errors name): the history opens every
+    /// file of a journal first, and reads each one later.
+    pub(crate) fn from_file(path: &Path, file: File) -> Result<Reader> {
         let io = |op, e| Error::io(op, path, e);
-        let file = FileStorage {
-            file: File::open(path).map_err(|e| io(Op::Open, e))?,
-        };
+        let file = FileStorage { file };
         let meta = file.file.metadata().map_err(|e| io(Op::Stat, e))?;
         if !meta.is_file() {
             let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file");

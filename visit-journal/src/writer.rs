@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use crate::commit::Group;
 use crate::error::{Error, Result};
+use crate::history::History;
 use crate::locked::{Counters, Io};
 use crate::options::Options;
 use crate::reader::Reader;
@@ -53,6 +54,22 @@ pub struct Stats {
     pub failed_batches: u64,
     /// Failed `fdatasync` calls (each poisons the handle).
     pub failed_syncs: u64,
+    /// The live file's length after this handle's last batch (or rotation, or open).
+    pub live_bytes: u64,
+    /// Sealed segments on disk and their total size, as last seen under the lock (after a
+    /// rotation or retention, or at open).
+    pub sealed_segments: u64,
+    /// See [`Stats::sealed_segments`].
+    pub sealed_bytes: u64,
+    /// Rotations this handle made (see [`Options::rotate_size`]).
+    pub rotations: u64,
+    /// Rotations with a step that failed: before the rename, the batch went into the live
+    /// file and the next batch tried again; after it, the step was finished at once.
+    pub failed_rotations: u64,
+    /// Segments this handle retired (counted into the summary, then deleted).
+    pub retired_segments: u64,
+    /// Retention runs that failed (and were retried later); appends did not fail.
+    pub failed_retentions: u64,
 }
 
 /// A visits journal open for appending.
@@ -129,6 +146,19 @@ impl Journal {
         Ok(Journal::with_io(path, options, io, counters))
     }
 
+    /// A journal whose rotation and retention go through `dir` (tests fail or crash a step
+    /// there).
+    #[cfg(test)]
+    pub(crate) fn with_dir(
+        path: &Path,
+        options: Options,
+        dir: Arc<dyn crate::dir::Dir>,
+    ) -> Result<Journal> {
+        let counters = Arc::new(Counters::default());
+        let io = Io::open_in(dir, path, &options, Arc::clone(&counters))?;
+        Ok(Journal::with_io(path, options, io, counters))
+    }
+
     fn with_io(path: &Path, options: Options, io: Io, counters: Arc<Counters>) -> Journal {
         Journal {
             path: path.to_path_buf(),
@@ -157,6 +187,15 @@ impl Journal {
     /// cut off the file before the error was returned (or, if another process had appended
     /// after it, written again and synced, so it stays, whole); the handle refuses appends
     /// until [`Journal::reopen`]. See the crate docs, "Durability".
+    ///
+    /// # The live file
+    ///
+    /// The record goes to the file at the journal's path *now*: under the lock the handle
+    /// checks that its open file is still that one (device and inode) and, if another writer
+    /// rotated it away (or a program moved it), opens the path again, creating the file if it
+    /// is missing. With [`Options::rotate_size`], the batch may first seal the live file as the
+    /// next segment, and then runs retention (whose failures never fail the append; see
+    /// [`Options::retain_size`]).
     ///
     /// # Errors
     ///
@@ -201,8 +240,8 @@ impl Journal {
     /// poisoned state.
     ///
     /// Call it after an append failed with [`Error::is_poisoned`]: the new handle starts with
-    /// a clean slate (no pending fsync error), and the repair runs again. It also picks up a
-    /// file that was moved away and recreated (log rotation). Appends wait while it runs.
+    /// a clean slate (no pending fsync error), and the repair runs again. (A file moved away
+    /// or rotated needs no reopen: every append follows the path.) Appends wait while it runs.
     ///
     /// # Durability
     ///
@@ -270,7 +309,15 @@ impl Journal {
     /// What this handle has done since it was opened.
     pub fn stats(&self) -> Stats {
         let c = &*self.counters;
+        let life = &*c.life;
         Stats {
+            live_bytes: c.live_bytes.load(Relaxed),
+            sealed_segments: life.sealed_segments.load(Relaxed),
+            sealed_bytes: life.sealed_bytes.load(Relaxed),
+            rotations: life.rotations.load(Relaxed),
+            failed_rotations: life.failed_rotations.load(Relaxed),
+            retired_segments: life.retired_segments.load(Relaxed),
+            failed_retentions: life.failed_retentions.load(Relaxed),
             records: c.records.load(Relaxed),
             batches: c.batches.load(Relaxed),
             syncs: c.syncs.load(Relaxed),
@@ -282,7 +329,28 @@ impl Journal {
         }
     }
 
-    /// A [`Reader`] over the journal's complete lines, as of now.
+    /// The last failure of a rotation or retention that did not fail an append (see
+    /// [`Options::retain_size`]), taken so that it is reported once: call it after appends
+    /// (it costs one atomic load when there is none) and log what it returns.
+    ///
+    /// Such failures are counted in [`Stats::failed_rotations`] and
+    /// [`Stats::failed_retentions`] and retried; nothing is lost by them.
+    pub fn take_lifecycle_error(&self) -> Option<Error> {
+        self.counters.life.take_error()
+    }
+
+    /// A [`History`] over every file of the journal (sealed segments, then the live file), as
+    /// of now.
+    ///
+    /// # Errors
+    ///
+    /// As [`History::open`].
+    pub fn history(&self) -> Result<History> {
+        History::open(&self.path)
+    }
+
+    /// A [`Reader`] over the live file's complete lines, as of now. With rotation on, the
+    /// older visits are in sealed segments: see [`Journal::history`].
     ///
     /// # Errors
     ///
@@ -291,7 +359,8 @@ impl Journal {
         Reader::open(&self.path)
     }
 
-    /// The last `n` visits, oldest first, reading backwards from the end.
+    /// The last `n` visits, oldest first, reading backwards from the end of the live file
+    /// (with rotation on, [`History::tail`] reads across segments).
     ///
     /// # Errors
     ///
@@ -302,7 +371,8 @@ impl Journal {
         reader.collect()
     }
 
-    /// The number of complete lines (records, and any corrupt lines) in the journal.
+    /// The number of complete lines (records, and any corrupt lines) in the live file (with
+    /// rotation on, [`History::count_lines`] counts every file).
     ///
     /// Counts newlines without parsing, in constant memory.
     ///

@@ -50,6 +50,9 @@ pub struct App {
     pub journal: Journal,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+    /// What `/stats` counted in each sealed segment of the journal, kept because sealed
+    /// segments never change.
+    pub segments: crate::counts::SegmentCache,
     /// Set by the shutdown sequence: `/readyz` answers 503 from then on.
     draining: AtomicBool,
     /// Set when the listener died: `/healthz` answers 503 and the process exits non-zero.
@@ -110,6 +113,7 @@ impl App {
             config,
             journal,
             metrics: Metrics::default(),
+            segments: crate::counts::SegmentCache::default(),
             draining: AtomicBool::new(false),
             fatal: AtomicBool::new(false),
             unwritable: AtomicBool::new(false),
@@ -142,7 +146,13 @@ impl App {
             None => Visit::now(ip),
         };
         let started = Instant::now();
-        match self.journal.append(&visit) {
+        let appended = self.journal.append(&visit);
+        // A rotation or retention that failed beside this append: it did not fail the visit,
+        // and the journal retries it; say why, once.
+        if let Some(e) = self.journal.take_lifecycle_error() {
+            log_journal_error("journal_lifecycle_failed", self.journal.path(), &e);
+        }
+        match appended {
             Ok(()) => {
                 self.metrics.visit_recorded(started.elapsed());
                 // A success proves the file writable again (space was freed, the lock came

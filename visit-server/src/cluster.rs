@@ -64,7 +64,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
-use visit_journal::Reader;
+use visit_journal::{History, Reader};
 
 use crate::app::{App, Slot, log_journal_error};
 use crate::http::{JSON, Reply, TEXT};
@@ -74,7 +74,7 @@ use crate::metrics::Endpoint;
 use crate::peers::{self, Missing, PeerError};
 use crate::query::{Format, StatsFormat, VisitsQuery};
 use crate::stats::{self, ReplicaStats, Summary};
-use crate::stream::{Concat, JsonVisits, Slotted};
+use crate::stream::{Concat, JsonVisits, Slotted, Visits};
 
 /// The most bytes of peers' answers one cluster view holds.
 pub const FANOUT_BUDGET: u64 = 4 * 1024 * 1024;
@@ -223,7 +223,7 @@ pub fn visits(
     app: &Arc<App>,
     q: &VisitsQuery,
     stream: Slot,
-    open: impl FnOnce(u64) -> Result<Reader, Reply>,
+    open: impl FnOnce(u64) -> Result<History, Reply>,
 ) -> Reply {
     let Some(fanout) = app.open_fanout() else {
         return busy();
@@ -243,9 +243,13 @@ pub fn visits(
         Err(reply) => return reply,
     };
     // This replica's part streams from its journal; each peer's is read from its answer.
-    let mut replicas: Vec<(String, String, Reader)> =
-        vec![(app.name.clone(), g.own_address, local)];
-    replicas.extend(g.parts.into_iter().map(|p| (p.name, p.address, p.content)));
+    let mut replicas: Vec<(String, String, Visits)> =
+        vec![(app.name.clone(), g.own_address, local.into())];
+    replicas.extend(
+        g.parts
+            .into_iter()
+            .map(|p| (p.name, p.address, p.content.into())),
+    );
     replicas.sort_by(|a, b| a.0.cmp(&b.0));
     let total = replicas.len() + g.missing.len();
 
@@ -363,7 +367,7 @@ pub fn gather_stats(
         "/stats?scope=local",
         MAX_STATS_BYTES,
         check_stats,
-        || stats::tally_journal(app.journal.path()),
+        || stats::tally_journal(app.journal.path(), &app.segments),
     );
     let local = match local {
         Ok(t) => t,

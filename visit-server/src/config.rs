@@ -4,9 +4,10 @@
 //! visit-server [--listen ADDR] [--file PATH] [--trusted-proxy IP ...] [--utc-offset +HH:MM]
 //!              [--name NAME] [--peers HOST:PORT,...] [--peer-dns NAME:PORT]
 //!              [--peer-timeout DURATION] [--public-port PORT] [--anonymize]
+//!              [--rotate-size SIZE] [--retain-size SIZE] [--retain-days N]
 //! env: VISIT_LISTEN, VISIT_FILE, VISIT_TRUSTED_PROXIES, VISIT_UTC_OFFSET, VISIT_NAME,
 //!      VISIT_PEERS, VISIT_PEER_DNS, VISIT_PEER_TIMEOUT, VISIT_PUBLIC_PORT,
-//!      VISIT_ANONYMIZE  (flags win)
+//!      VISIT_ANONYMIZE, VISIT_ROTATE_SIZE, VISIT_RETAIN_SIZE, VISIT_RETAIN_DAYS  (flags win)
 //! ```
 //!
 //! The parser is hand-written and table-driven ([`OPTIONS`]): each option names its flag, its
@@ -14,7 +15,7 @@
 //! one table row and one field.
 //!
 //! Why not clap (4.6, `derive` and `env`), measured with a scratch crate that declares these
-//! eight options: it adds 21 packages (syn among them), 9.2 s to a clean release build and
+//! eight options (there are more now): it adds 21 packages (syn among them), 9.2 s to a clean release build and
 //! 516 KB to the stripped binary (3.5 MB with line tables; the server's is 1.9 MB stripped),
 //! and would replace about 130 of this module's 310 lines of code (the table, [`parse`] and
 //! [`usage`]; the value parsers stay). It would not keep the behaviour: an empty environment
@@ -27,6 +28,9 @@
 //! The last five configure the cluster view (see [`crate::peers`]): this replica's name, the
 //! peers whose visits `?scope=cluster` gathers, listed or found by DNS on each request, and,
 //! behind a proxy in the same pod, the port the peers reach this server on.
+//! `--rotate-size`, `--retain-size` and `--retain-days` keep the journal within its volume
+//! (CONTRACT §6): rotation into sealed segments and retention of the oldest, whose visits stay
+//! counted in the summary.
 //!
 //! Rules:
 //! - `--flag VALUE` and `--flag=VALUE` both work.
@@ -81,6 +85,14 @@ pub struct Config {
     /// Reduce each address to its /24 (IPv4) or /48 (IPv6) before it is recorded
     /// ([`visit_journal::anonymize`]). Default: off, full addresses.
     pub anonymize: bool,
+    /// Rotate the live file before it would grow past this many bytes. 0 (the default): never.
+    pub rotate_size: u64,
+    /// Keep at most this many bytes of sealed segments, retiring the oldest. 0 (the default):
+    /// keep all.
+    pub retain_size: u64,
+    /// Retire a sealed segment once its newest visit is this many days old. 0 (the default):
+    /// keep all.
+    pub retain_days: u64,
 }
 
 impl Default for Config {
@@ -96,12 +108,19 @@ impl Default for Config {
             peer_timeout: peers::DEFAULT_TIMEOUT,
             public_port: None,
             anonymize: false,
+            rotate_size: 0,
+            retain_size: 0,
+            retain_days: 0,
         }
     }
 }
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "built once at startup and matched at once; boxing would only add noise"
+)]
 pub enum Command {
     /// Serve with this configuration.
     Run(Config),
@@ -281,6 +300,50 @@ pub const OPTIONS: &[Opt] = &[
             Ok(())
         },
     },
+    Opt {
+        flag: "--rotate-size",
+        env: "VISIT_ROTATE_SIZE",
+        value: "SIZE",
+        help: "seal the journal as visits.txt.000001, ... before it grows past SIZE (bytes, or \
+               with K/KiB, M/MiB, G/GiB; at least 4KiB); 0 = never",
+        default: "0",
+        list: false,
+        apply: |c, v| {
+            let size = parse_size(v)?;
+            if size > 0 && size < MIN_ROTATE_SIZE {
+                return Err(format!("{v:?} is below the smallest rotate size, 4KiB"));
+            }
+            c.rotate_size = size;
+            Ok(())
+        },
+    },
+    Opt {
+        flag: "--retain-size",
+        env: "VISIT_RETAIN_SIZE",
+        value: "SIZE",
+        help: "keep at most SIZE of sealed segments; older ones are deleted, their visits \
+               counted in visits.txt.summary; 0 = keep all",
+        default: "0",
+        list: false,
+        apply: |c, v| {
+            c.retain_size = parse_size(v)?;
+            Ok(())
+        },
+    },
+    Opt {
+        flag: "--retain-days",
+        env: "VISIT_RETAIN_DAYS",
+        value: "N",
+        help: "delete a sealed segment once its newest visit is N days old (its visits stay \
+               counted in visits.txt.summary); 0 = keep all",
+        default: "0",
+        list: false,
+        apply: |c, v| {
+            c.retain_days = parse_count(v)
+                .ok_or_else(|| format!("{v:?} is not a number of days such as 30"))?;
+            Ok(())
+        },
+    },
 ];
 
 /// What a switch's flag stands for: on.
@@ -397,6 +460,38 @@ where
     } else {
         Command::Run(config)
     })
+}
+
+/// The smallest nonzero `--rotate-size`: smaller segments would each hold a handful of visits.
+pub const MIN_ROTATE_SIZE: u64 = 4 << 10;
+
+/// Parses a SIZE: a number of bytes, or one with the suffix `K`/`KiB`, `M`/`MiB` or `G`/`GiB`
+/// (powers of 1024), such as `8MiB`, `192M` or `4096`.
+///
+/// # Errors
+///
+/// A message naming the value, if it is not of that form or does not fit in 64 bits.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let bad = || format!("{s:?} is not a size such as 4096, 512K, 8MiB or 1G");
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, suffix) = s.split_at(split);
+    let shift = match suffix {
+        "" => 0,
+        "K" | "KiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        _ => return Err(bad()),
+    };
+    let n = parse_count(number).ok_or_else(bad)?;
+    n.checked_mul(1 << shift).ok_or_else(bad)
+}
+
+/// A decimal number: digits only (no sign, no space), fitting in 64 bits.
+fn parse_count(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
 }
 
 /// The usage text, generated from [`OPTIONS`].
@@ -697,6 +792,92 @@ mod tests {
         );
         assert_eq!(parse_port("65535"), Ok(65535));
         assert!(parse_port("").is_err());
+    }
+
+    #[test]
+    fn lifetime_options() {
+        let c = config(&[], &[]);
+        assert_eq!((c.rotate_size, c.retain_size, c.retain_days), (0, 0, 0));
+        let env = [
+            ("VISIT_ROTATE_SIZE", "8MiB"),
+            ("VISIT_RETAIN_SIZE", "192M"),
+            ("VISIT_RETAIN_DAYS", "30"),
+        ];
+        let c = config(&[], &env);
+        assert_eq!(
+            (c.rotate_size, c.retain_size, c.retain_days),
+            (8 << 20, 192 << 20, 30)
+        );
+        let c = config(
+            &[
+                "--rotate-size=4096",
+                "--retain-size",
+                "0",
+                "--retain-days=0",
+            ],
+            &env,
+        );
+        assert_eq!((c.rotate_size, c.retain_size, c.retain_days), (4096, 0, 0));
+        assert_eq!(config(&["--rotate-size", "0"], &[]).rotate_size, 0);
+        for (args, want) in [
+            (
+                &["--rotate-size", "4095"][..],
+                "below the smallest rotate size",
+            ),
+            (&["--rotate-size", "1K"], "below the smallest rotate size"),
+            (
+                &["--rotate-size", "8mb"],
+                "--rotate-size: \"8mb\" is not a size",
+            ),
+            (
+                &["--retain-size", "-1"],
+                "--retain-size: \"-1\" is not a size",
+            ),
+            (
+                &["--retain-days", "1.5"],
+                "--retain-days: \"1.5\" is not a number",
+            ),
+            (&["--retain-days", "-1"], "is not a number of days"),
+        ] {
+            let err = run(args, &[]).unwrap_err().0;
+            assert!(err.contains(want), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        for (text, bytes) in [
+            ("0", 0),
+            ("4096", 4096),
+            ("4K", 4096),
+            ("4KiB", 4096),
+            ("8M", 8 << 20),
+            ("8MiB", 8 << 20),
+            ("1G", 1 << 30),
+            ("16GiB", 16 << 30),
+            ("007", 7),
+        ] {
+            assert_eq!(parse_size(text), Ok(bytes), "{text}");
+        }
+        for bad in [
+            "",
+            "K",
+            "1k",
+            "1KB",
+            "1 K",
+            " 1K",
+            "1K ",
+            "1.5M",
+            "+1",
+            "-1",
+            "1T",
+            "1Ki",
+            "1MIB",
+            "18446744073709551616",
+            "17179869184G",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@
 
 use std::io::{self, Read, Write as _};
 
-use visit_journal::{Reader, Visit};
+use visit_journal::{History, Reader, Visit};
 
 /// The media type of every CSV answer.
 pub const CONTENT_TYPE: &str = "text/csv; charset=utf-8";
@@ -102,6 +102,16 @@ impl TimedVisits for Reader {
         time: &mut String,
     ) -> visit_journal::Result<bool> {
         Reader::read_visit_with_time(self, visit, time)
+    }
+}
+
+impl TimedVisits for History {
+    fn read_visit_with_time(
+        &mut self,
+        visit: &mut Visit,
+        time: &mut String,
+    ) -> visit_journal::Result<bool> {
+        History::read_visit_with_time(self, visit, time)
     }
 }
 

@@ -24,7 +24,8 @@
 //!    [`dashboard`]: `/dashboard`, the counts of `/stats` as one self-contained HTML page with
 //!    an SVG chart (pure: counts in, HTML out).
 //! 4. [`stats`]: `/stats` counts per day and per address in bounded memory, and their JSON.
-//!    [`stream`]: `/visits` bodies (text and JSON) that stream in constant memory.
+//!    [`stream`]: `/visits` bodies (text and JSON) that stream in constant memory, over the
+//!    journal's whole history (its sealed segments, then its live file).
 //! 5. [`app`]: the shared state: the journal, metrics, readiness and its self-healing.
 //!    [`http`]: the request and response model, the screen that refuses bodies, smuggling
 //!    material and oversized headers, and the one response writer with the default headers.
@@ -38,6 +39,7 @@
 //!    `/stats`.
 //!    [`log`]: one JSON object per line on stdout.
 //!    [`shutdown`]: SIGTERM/SIGINT and the drain timing.
+//!    [`counts`]: what `/stats` counted in each sealed segment of the journal, kept.
 //! 8. [`json`]: the one JSON writer, for logs and bodies.
 //!    [`exposition`]: the Prometheus text format: labelled counters, histograms.
 //!    [`csv`]: RFC 4180 fields, and `/visits` rows streamed from a
@@ -51,7 +53,8 @@
 //!   [`std::net::IpAddr`]: no string from a request reaches the journal.
 //! - A `200` for `GET /` is sent only after `Journal::append` returned `Ok`.
 //! - This crate knows no byte of the file format: it writes [`visit_journal::Visit`] values,
-//!   streams [`visit_journal::Reader`] text, and formats JSON from parsed visits.
+//!   streams [`visit_journal::History`] and [`visit_journal::Reader`] text, and formats JSON
+//!   from parsed visits.
 //! - Request bodies are never read.
 //! - A cluster view asks its peers only for `scope=local`, which never fans out, and only
 //!   `GET /visits` and `GET /stats`, which never record: no recursion, no visit.
@@ -61,6 +64,7 @@ pub mod app;
 pub mod client_addr;
 pub mod cluster;
 pub mod config;
+pub mod counts;
 pub mod csv;
 pub mod dashboard;
 pub mod exposition;
@@ -90,7 +94,7 @@ mod layout {
         &["stats", "stream"],
         &["app", "http"],
         &["config", "metrics"],
-        &["peers", "client_addr", "query", "log", "shutdown"],
+        &["peers", "client_addr", "query", "log", "shutdown", "counts"],
         &["json", "exposition", "csv"],
     ];
 

@@ -61,6 +61,9 @@ fn main() -> ExitCode {
                 "peer_timeout_ms",
                 (config.peer_timeout.as_millis() as u64).into(),
             ),
+            ("rotate_size", config.rotate_size.into()),
+            ("retain_size", config.retain_size.into()),
+            ("retain_days", config.retain_days.into()),
             ("anonymize", config.anonymize.into()),
             ("pid", u64::from(std::process::id()).into()),
         ],
@@ -68,6 +71,9 @@ fn main() -> ExitCode {
 
     let journal = match Options::new()
         .lock_timeout(app::LOCK_TIMEOUT)
+        .rotate_size(config.rotate_size)
+        .retain_size(config.retain_size)
+        .retain_days(config.retain_days)
         .open(&config.file)
     {
         Ok(j) => j,
@@ -87,8 +93,14 @@ fn main() -> ExitCode {
         &[
             ("path", Value::Display(&journal.path().display())),
             ("repaired_bytes", journal.stats().repaired_bytes.into()),
+            ("sealed_segments", journal.stats().sealed_segments.into()),
+            ("retired_segments", journal.stats().retired_segments.into()),
         ],
     );
+    // Retention ran at open; if it failed, the journal retries it, and the log says why.
+    if let Some(e) = journal.take_lifecycle_error() {
+        app::log_journal_error("journal_lifecycle_failed", journal.path(), &e);
+    }
     let app = Arc::new(App::new(config, journal));
     log::info("replica", &[("name", Value::Str(&app.name))]);
     // A journal that cannot be written fails fast, except for a full disk: that is no reason

@@ -21,6 +21,8 @@
 //! | `visit_server_disk_available_bytes` | gauge | free space for the journal's file system |
 //! | `visit_journal_records_total`, `_batches_total`, `_fsyncs_total`, `_bytes_total`, `_failed_batches_total`, `_failed_fsyncs_total`, `_repaired_bytes_total` | counter | the journal handle's [`Stats`] |
 //! | `visit_journal_largest_batch` | gauge | most records one fsync has carried |
+//! | `visit_journal_live_bytes`, `visit_journal_sealed_bytes`, `visit_journal_sealed_segments` | gauge | the live file's size and the sealed segments' total size and number, as the handle last saw them under the lock (after its last batch, rotation or retention) |
+//! | `visit_journal_rotations_total`, `_failed_rotations_total`, `_retired_segments_total`, `_failed_retentions_total` | counter | rotations and retirements (`--rotate-size`, `--retain-size`, `--retain-days`), and the failures of either (never a failed visit: they are logged and retried) |
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -374,6 +376,48 @@ fn render_journal(out: &mut String, s: &Stats) {
         "Bytes of torn tails and power-loss debris cut from the end of the file.",
         s.repaired_bytes,
     );
+    exposition::gauge(
+        out,
+        "visit_journal_live_bytes",
+        "Size of the live journal file after this server's last batch or rotation.",
+        s.live_bytes,
+    );
+    exposition::gauge(
+        out,
+        "visit_journal_sealed_bytes",
+        "Total size of the sealed segments on disk, as last seen under the lock.",
+        s.sealed_bytes,
+    );
+    exposition::gauge(
+        out,
+        "visit_journal_sealed_segments",
+        "Sealed segments on disk, as last seen under the lock.",
+        s.sealed_segments,
+    );
+    exposition::counter(
+        out,
+        "visit_journal_rotations_total",
+        "Live files sealed as segments by this server.",
+        s.rotations,
+    );
+    exposition::counter(
+        out,
+        "visit_journal_failed_rotations_total",
+        "Rotations with a step that failed (retried or finished; no visit lost).",
+        s.failed_rotations,
+    );
+    exposition::counter(
+        out,
+        "visit_journal_retired_segments_total",
+        "Sealed segments counted into the summary and deleted by this server.",
+        s.retired_segments,
+    );
+    exposition::counter(
+        out,
+        "visit_journal_failed_retentions_total",
+        "Retention runs that failed and were retried (appends did not fail).",
+        s.failed_retentions,
+    );
 }
 
 #[cfg(test)]
@@ -489,6 +533,30 @@ mod tests {
         let h = "visit_server_fanout_duration_seconds";
         assert_eq!(sample(&t, &format!("{h}_bucket{{le=\"0.005\"}}")), "1");
         assert_eq!(sample(&t, &format!("{h}_count")), "2");
+    }
+
+    #[test]
+    fn reports_the_journals_lifetime() {
+        let mut g = gauges();
+        g.journal.live_bytes = 4000;
+        g.journal.sealed_bytes = 8 << 20;
+        g.journal.sealed_segments = 2;
+        g.journal.rotations = 3;
+        g.journal.failed_rotations = 4;
+        g.journal.retired_segments = 1;
+        g.journal.failed_retentions = 5;
+        let t = Metrics::default().render(&g);
+        for (series, value) in [
+            ("visit_journal_live_bytes", "4000"),
+            ("visit_journal_sealed_bytes", "8388608"),
+            ("visit_journal_sealed_segments", "2"),
+            ("visit_journal_rotations_total", "3"),
+            ("visit_journal_failed_rotations_total", "4"),
+            ("visit_journal_retired_segments_total", "1"),
+            ("visit_journal_failed_retentions_total", "5"),
+        ] {
+            assert_eq!(sample(&t, series), value, "{series}");
+        }
     }
 
     #[test]

@@ -27,7 +27,7 @@
 use std::sync::Arc;
 
 use tiny_http::Method;
-use visit_journal::Reader;
+use visit_journal::History;
 
 use crate::app::{App, NotReady, log_journal_error};
 use crate::client_addr::{self, client_ip};
@@ -167,7 +167,7 @@ fn visits(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
         Format::Text => Reply::stream(TEXT, Slotted::new(reader.into_text(), slot)),
         Format::Json => Reply::stream(
             JSON,
-            Slotted::new(JsonVisits::new(reader, Arc::clone(app)), slot),
+            Slotted::new(JsonVisits::new(reader.into(), Arc::clone(app)), slot),
         ),
         Format::Csv => {
             let mut body = Concat::new();
@@ -179,9 +179,10 @@ fn visits(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
     reply.with_header(REPLICA_HEADER, app.name.clone())
 }
 
-/// Opens the journal for reading, at its last `limit` lines.
-fn open_journal(app: &App, limit: Option<u64>) -> Result<Reader, Reply> {
-    let mut reader = Reader::open(app.journal.path()).map_err(|e| {
+/// Opens the journal's whole history for reading (sealed segments, then the live file), at
+/// its last `limit` lines.
+fn open_journal(app: &App, limit: Option<u64>) -> Result<History, Reply> {
+    let mut reader = History::open(app.journal.path()).map_err(|e| {
         log_journal_error("visits_open_failed", app.journal.path(), &e);
         Reply::unavailable("the journal cannot be read\n")
     })?;
@@ -223,7 +224,7 @@ fn stats(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
 
 /// This replica's counts, as `/stats?scope=local` and a lone replica's dashboard show them.
 fn local_stats(app: &App) -> Result<stats::ReplicaStats, Reply> {
-    match stats::tally_journal(app.journal.path()) {
+    match stats::tally_journal(app.journal.path(), &app.segments) {
         Ok(t) => Ok(stats::ReplicaStats {
             name: app.name.clone(),
             address: app.local_addr().to_string(),

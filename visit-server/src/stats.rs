@@ -1,5 +1,7 @@
 //! `GET /stats`: visit counts per replica, per client address and per day, computed by
-//! streaming the journal once, in bounded memory, whatever its size.
+//! streaming the journal's history once, in bounded memory, whatever its size: its sealed
+//! segments (each counted once, then remembered: see [`SegmentCache`]), its live file, and
+//! the summary of the retired segments.
 //!
 //! ```text
 //! {"replica":"visit-server-0","scope":"local","partial":false,
@@ -29,6 +31,15 @@
 //!   every replica's list was exact and complete (`other_ips_visits` 0), since an address
 //!   below one replica's top [`TOP_IPS`] counts as 0 there.
 //!
+//! - **Retired segments** (`--retain-size`, `--retain-days`) are kept only as visits per day
+//!   in the journal's summary: they count in `visits` and `days`, so those are every visit
+//!   ever recorded, and in `other_ips_visits`, since their addresses are gone;
+//!   `distinct_ips` and the address counts cover the visits still on disk.
+//! - **Sealed segments** are counted once and their counts kept (see [`crate::counts`]), with
+//!   their [`crate::counts::SEGMENT_IPS`] busiest addresses: the counts stay exact while no
+//!   segment has more distinct addresses than that, and are Space-Saving estimates (as above)
+//!   beyond.
+//!
 //! Memory is therefore at most about [`IP_COUNTERS`] × 64 bytes per computation, and
 //! computations are limited by the `/visits` stream slots ([`crate::app::MAX_STREAMS`]).
 //! Corrupt lines are counted in `corrupt_lines`, never in the visits. Nothing is recorded.
@@ -37,10 +48,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use chrono::NaiveDate;
-use visit_journal::{Reader, Visit};
+use visit_journal::{History, Reader, Visit};
 
+use crate::counts::{SEGMENT_IPS, SegmentCache, SegmentCounts};
 use crate::csv;
 use crate::json;
 use crate::peers::{self, Missing};
@@ -92,16 +105,22 @@ struct Ips {
 
 impl Ips {
     fn add(&mut self, ip: IpAddr) {
+        self.add_n(ip, 1);
+    }
+
+    /// Counts `n` visits of `ip` at once (Space-Saving with weights: a new address that finds
+    /// the table full takes over the smallest counter and adds `n` to it).
+    fn add_n(&mut self, ip: IpAddr, n: u64) {
         if let Some(count) = self.counts.get_mut(&ip) {
             if !self.by_count.is_empty() {
                 self.by_count.remove(&(*count, ip));
-                self.by_count.insert((*count + 1, ip));
+                self.by_count.insert((*count + n, ip));
             }
-            *count += 1;
+            *count += n;
             return;
         }
         if self.counts.len() < IP_COUNTERS {
-            self.counts.insert(ip, 1);
+            self.counts.insert(ip, n);
             if self.counts.len() == IP_COUNTERS {
                 self.by_count = self.counts.iter().map(|(ip, c)| (*c, *ip)).collect();
             }
@@ -110,8 +129,8 @@ impl Ips {
         // The table is full, so `by_count` holds every counter.
         if let Some((smallest, victim)) = self.by_count.pop_first() {
             self.counts.remove(&victim);
-            self.counts.insert(ip, smallest + 1);
-            self.by_count.insert((smallest + 1, ip));
+            self.counts.insert(ip, smallest + n);
+            self.by_count.insert((smallest + n, ip));
             self.approximate = true;
         }
     }
@@ -170,21 +189,122 @@ fn top(ips: &mut Vec<(IpAddr, u64)>) {
     ips.truncate(TOP_IPS);
 }
 
-/// Streams the journal at `path` once and counts it.
+impl Tally {
+    /// Forgets every count, keeping the tables' room.
+    fn clear(&mut self) {
+        self.visits = 0;
+        self.corrupt_lines = 0;
+        self.days = Days::default();
+        self.ips.counts.clear();
+        self.ips.by_count.clear();
+        self.ips.approximate = false;
+    }
+
+    /// The counts to keep, with the `max_ips` busiest addresses.
+    fn to_counts(&self, max_ips: usize) -> SegmentCounts {
+        let mut ips: Vec<(IpAddr, u64)> = self.ips.counts.iter().map(|(i, n)| (*i, *n)).collect();
+        let truncated = ips.len() > max_ips;
+        if truncated {
+            ips.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            ips.truncate(max_ips);
+            // Kept for as long as the segment is on disk: no room for the ones left out.
+            ips.shrink_to_fit();
+        }
+        SegmentCounts {
+            visits: self.visits,
+            corrupt_lines: self.corrupt_lines,
+            days: self.days.counts.iter().map(|(d, n)| (*d, *n)).collect(),
+            earlier_days_visits: self.days.earlier,
+            ips,
+            ips_approximate: self.ips.approximate || truncated,
+        }
+    }
+
+    /// Adds a sealed segment's kept counts.
+    fn merge(&mut self, other: &SegmentCounts) {
+        self.visits += other.visits;
+        self.corrupt_lines += other.corrupt_lines;
+        for (day, n) in &other.days {
+            self.days.add(*day, *n);
+        }
+        self.days.earlier += other.earlier_days_visits;
+        for (ip, n) in &other.ips {
+            self.ips.add_n(*ip, *n);
+        }
+        self.ips.approximate |= other.ips_approximate;
+    }
+
+    /// Adds the summary's counts of retired segments: visits per day, without addresses.
+    fn add_retired(&mut self, days: &BTreeMap<NaiveDate, u64>, corrupt_lines: u64) {
+        for (day, n) in days {
+            self.visits += n;
+            self.days.add(*day, *n);
+        }
+        self.corrupt_lines += corrupt_lines;
+    }
+
+    /// Counts what `reader` yields.
+    fn add_file(&mut self, reader: Reader) -> visit_journal::Result<()> {
+        for item in reader {
+            match item {
+                Ok(v) => self.add(&v),
+                Err(e) if e.is_corrupt() => self.add_corrupt(),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Streams the journal's history at `path` once and counts it: the summary's counts of the
+/// retired segments, each sealed segment (from `cache` when it was counted before), and the
+/// live file.
 ///
 /// # Errors
 ///
-/// The journal's error if it cannot be opened or read; corrupt lines are counted instead.
-pub fn tally_journal(path: &Path) -> visit_journal::Result<Tally> {
-    let mut tally = Tally::default();
-    for item in Reader::open(path)? {
-        match item {
-            Ok(v) => tally.add(&v),
-            Err(e) if e.is_corrupt() => tally.add_corrupt(),
-            Err(e) => return Err(e),
+/// The journal's error if a file cannot be opened or read, or the summary is corrupt; corrupt
+/// lines are counted instead.
+pub fn tally_journal(path: &Path, cache: &SegmentCache) -> visit_journal::Result<Tally> {
+    let history = History::open(path)?;
+    let mut retired = Tally::default();
+    retired.add_retired(history.retired_days(), history.retired_corrupt_lines());
+    let mut sealed = Vec::new();
+    let mut live = Tally::default();
+    // One tally, cleared for each segment: its tables keep their room, so counting a cold
+    // history of many segments does not leave the heap fragmented by a table per segment.
+    let mut scratch = Tally::default();
+    for file in history.into_files() {
+        let (segment, reader) = file?;
+        let Some(n) = segment else {
+            live.add_file(reader)?;
+            continue;
+        };
+        sealed.push(n);
+        if cache.get(n).is_none() {
+            scratch.clear();
+            scratch.add_file(reader)?;
+            cache.insert(n, Arc::new(scratch.to_counts(SEGMENT_IPS)));
         }
     }
-    Ok(tally)
+    drop(scratch);
+    // The sealed segments' sum: kept, or the kept one plus the segments sealed since, or (after
+    // a retirement) made again from each segment's counts.
+    let (done, sum) = cache.sum_prefix(&sealed);
+    let mut total = Tally::default();
+    if let Some(sum) = &sum {
+        total.merge(sum);
+    }
+    if sum.is_none() || done < sealed.len() {
+        for n in &sealed[done..] {
+            if let Some(counts) = cache.get(*n) {
+                total.merge(&counts);
+            }
+        }
+        cache.set_sum(sealed, Arc::new(total.to_counts(IP_COUNTERS)));
+    }
+    total.merge(&live.to_counts(usize::MAX));
+    total.merge(&retired.to_counts(0));
+    Ok(total)
 }
 
 /// One replica's counts (or the total), as `/stats` reports them.
@@ -504,6 +624,48 @@ mod tests {
         assert_eq!(Summary::from_json(&v["total"]), Some(s));
         assert_eq!(v["missing"][0]["error"], "refused");
         assert_eq!(Summary::from_json(&serde_json::json!({"visits": 1})), None);
+    }
+
+    #[test]
+    fn each_sealed_segment_is_counted_once_and_forgotten_when_retired() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("visits.txt");
+        let journal = visit_journal::Options::new()
+            .sync(false)
+            .rotate_size(4096)
+            .open(&path)
+            .unwrap();
+        let v = visit("2026-11-26T10:44:36.123+03:00 - 10.0.0.7");
+        for _ in 0..300 {
+            journal.append(&v).unwrap();
+        }
+        let cache = SegmentCache::default();
+        let cold = tally_journal(&path, &cache).unwrap().summary();
+        assert_eq!(cold.visits, 300);
+        let sealed = journal.stats().sealed_segments as usize;
+        assert!(sealed >= 2);
+        assert_eq!(cache.len(), sealed);
+        // A sealed segment never changes, so it is not read again: were it changed behind
+        // the journal's back, a warm count would not see it.
+        let first = dir.path().join("visits.txt.000001");
+        let in_first = std::fs::read_to_string(&first).unwrap().lines().count() as u64;
+        std::fs::write(&first, "").unwrap();
+        assert_eq!(tally_journal(&path, &cache).unwrap().summary(), cold);
+        // Retired segments are counted from the summary, and their entries dropped.
+        drop(journal);
+        std::fs::write(&first, "2026-11-26T10:44:36.123+03:00 - 10.0.0.7\n").unwrap();
+        let journal = visit_journal::Options::new()
+            .retain_size(1)
+            .open(&path)
+            .unwrap();
+        assert_eq!(journal.stats().sealed_segments, 0);
+        let retired = tally_journal(&path, &cache).unwrap().summary();
+        assert!(cache.is_empty());
+        assert_eq!(retired.visits, 300 - in_first + 1);
+        assert_eq!(
+            retired.days.iter().map(|d| d.1).sum::<u64>(),
+            retired.visits
+        );
     }
 
     #[test]

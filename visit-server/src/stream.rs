@@ -4,7 +4,8 @@
 //! goes out through a few fixed buffers and is never held in memory. Both bodies carry a
 //! [`Slot`], freed when tiny_http drops the body after the response.
 //!
-//! The text body is [`Reader::into_text`]: the file's complete lines, byte for byte.
+//! The text body is [`History::into_text`]: the complete lines of the journal's sealed
+//! segments and live file, byte for byte, oldest first.
 //! The JSON body is [`JsonVisits`], which serializes one visit at a time.
 //! The cluster view strings such parts together with [`Concat`]; its peers' text answers are
 //! read with [`Reader::from_bytes`], so they stream through the same two bodies.
@@ -13,7 +14,9 @@ use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::sync::Arc;
 
-use visit_journal::Reader;
+use std::path::Path;
+
+use visit_journal::{History, Reader, Visit};
 
 use crate::app::{App, Slot};
 use crate::csv;
@@ -57,10 +60,73 @@ impl<R: Read> Read for Slotted<R> {
     }
 }
 
+/// The visits a body streams: this replica's history, or a peer's answer.
+#[derive(Debug)]
+pub enum Visits {
+    /// This replica's journal: its sealed segments, then its live file.
+    History(History),
+    /// A peer's `/visits` answer, read like a journal.
+    Peer(Reader),
+}
+
+impl Visits {
+    /// The complete lines, byte for byte.
+    pub fn into_text(self) -> Box<dyn Read + Send> {
+        match self {
+            Visits::History(h) => Box::new(h.into_text()),
+            Visits::Peer(r) => Box::new(r.into_text()),
+        }
+    }
+
+    /// What errors name: the journal's path, or the peer.
+    pub fn path(&self) -> &Path {
+        match self {
+            Visits::History(h) => h.path(),
+            Visits::Peer(r) => r.path(),
+        }
+    }
+}
+
+impl From<History> for Visits {
+    fn from(h: History) -> Visits {
+        Visits::History(h)
+    }
+}
+
+impl From<Reader> for Visits {
+    fn from(r: Reader) -> Visits {
+        Visits::Peer(r)
+    }
+}
+
+impl crate::csv::TimedVisits for Visits {
+    fn read_visit_with_time(
+        &mut self,
+        visit: &mut Visit,
+        time: &mut String,
+    ) -> visit_journal::Result<bool> {
+        match self {
+            Visits::History(h) => h.read_visit_with_time(visit, time),
+            Visits::Peer(r) => r.read_visit_with_time(visit, time),
+        }
+    }
+}
+
+impl Iterator for Visits {
+    type Item = visit_journal::Result<Visit>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Visits::History(h) => h.next(),
+            Visits::Peer(r) => r.next(),
+        }
+    }
+}
+
 /// How many bytes of JSON [`JsonVisits`] prepares before handing them out.
 const JSON_BUF: usize = 16 * 1024;
 
-/// A JSON array of the visits a [`Reader`] yields, produced lazily:
+/// A JSON array of the visits a [`History`] (or a peer's [`Reader`]) yields, produced lazily:
 ///
 /// ```text
 /// [
@@ -78,7 +144,7 @@ const JSON_BUF: usize = 16 * 1024;
 /// but incomplete array.
 #[derive(Debug)]
 pub struct JsonVisits {
-    visits: Reader,
+    visits: Visits,
     app: Arc<App>,
     buf: String,
     pos: usize,
@@ -91,7 +157,7 @@ pub struct JsonVisits {
 
 impl JsonVisits {
     /// Serializes what `visits` yields from its current position.
-    pub fn new(visits: Reader, app: Arc<App>) -> JsonVisits {
+    pub fn new(visits: Visits, app: Arc<App>) -> JsonVisits {
         JsonVisits {
             visits,
             app,

@@ -190,10 +190,131 @@ fn assert_refused(path: &Path, message: &str) {
 }
 
 #[test]
-fn a_directory_is_refused_with_exit_2() {
+fn a_directory_without_a_journal_is_refused_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    let message = format!("cannot open {}: not a regular file", dir.path().display());
+    let journal = dir.path().join("visits.txt");
+    let message = format!(
+        "cannot open {}: No such file or directory (os error 2)",
+        journal.display()
+    );
     assert_refused(dir.path(), &message);
+    assert!(!journal.exists());
+}
+
+/// A history as a pod leaves it: `visits.txt.summary` counting retired segments 1 and 2, two
+/// sealed segments, the live file.
+fn history() -> (TempDir, PathBuf) {
+    let (dir, path) = file("2026-11-27T08:00:00.000+03:00 - 10.0.0.9\n");
+    let d = dir.path();
+    std::fs::write(
+        d.join("visits.txt.summary"),
+        "# folded through 2\n# corrupt 1\n2026-11-24 40\n2026-11-25 2\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("visits.txt.000003"),
+        &CLEAN[..CLEAN.find("2026-11-26").unwrap()],
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("visits.txt.000004"),
+        &CLEAN[CLEAN.find("2026-11-26").unwrap()..],
+    )
+    .unwrap();
+    // A segment the summary already counts (a crash between its two steps): skipped.
+    std::fs::write(
+        d.join("visits.txt.000002"),
+        "2026-11-25T00:00:00Z - 10.9.9.9\n",
+    )
+    .unwrap();
+    (dir, path)
+}
+
+#[test]
+fn a_whole_history_is_counted_with_the_summary() {
+    let (dir, path) = history();
+    for target in [dir.path(), path.as_path()] {
+        let out = verify(&[arg(target)]);
+        out.assert_success();
+        let expected = format!(
+            "{}:
+  sealed segments: 2
+  retired visits:  42 (counted in {}; 1 corrupt lines)
+  visits:         6
+  corrupt lines:  0
+  all visits:     48
+  torn tail:      none
+visits per day (each record's own date; retired visits included):
+  2022-11-29         1
+  2026-11-24        40
+  2026-11-25         4
+  2026-11-26         2
+  2026-11-27         1
+visits per address (top 5 of 5):
+         2  10.0.0.7
+         1  10.0.0.8
+         1  10.0.0.9
+         1  172.17.0.1
+         1  2001:db8::1
+",
+            path.display(),
+            dir.path().join("visits.txt.summary").display()
+        );
+        assert_eq!(out.stdout, expected, "{target:?}");
+    }
+}
+
+#[test]
+fn a_history_without_its_live_file_is_read_and_repair_recreates_it() {
+    let (dir, path) = history();
+    std::fs::remove_file(&path).unwrap();
+    verify(&[arg(dir.path())])
+        .assert_success()
+        .assert_stdout_has(&["  visits:         5\n", "  all visits:     47\n"]);
+    verify(&["--repair", arg(dir.path())])
+        .assert_success()
+        .assert_stdout_has(&["cut 0 bytes\n", "  all visits:     47\n"]);
+    assert!(path.exists(), "the next writer creates the live file");
+    assert!(
+        !dir.path().join("visits.txt.000002").exists(),
+        "and deletes a segment the summary counts"
+    );
+}
+
+#[test]
+fn a_corrupt_line_in_a_segment_names_the_segment() {
+    let (dir, path) = history();
+    let seg = dir.path().join("visits.txt.000004");
+    std::fs::write(&seg, "not a visit\n2026-11-26T10:4").unwrap();
+    let out = verify(&[arg(&path)]);
+    assert_eq!(out.code(), 1, "{out:#?}");
+    out.assert_stdout_has(&[
+        &format!(
+            "{}:1: bad record at byte 0: missing ' - ' between time and address\n",
+            seg.display()
+        ),
+        &format!(
+            "{}: 15 bytes after the last complete line of a sealed segment\n",
+            seg.display()
+        ),
+        "  corrupt lines:  2\n",
+    ]);
+}
+
+#[test]
+fn a_corrupt_summary_is_refused_naming_its_line() {
+    let (dir, path) = history();
+    let summary = dir.path().join("visits.txt.summary");
+    std::fs::write(&summary, "# folded through 2\n2026-11-24 forty\n").unwrap();
+    let out = verify(&[arg(&path)]);
+    assert_eq!(out.code(), 1, "{out:#?}");
+    assert_eq!(
+        out.stderr,
+        format!(
+            "verify: {}:2: bad record at byte 19: not a 'YYYY-MM-DD COUNT' line\n",
+            summary.display()
+        )
+    );
 }
 
 #[test]

@@ -150,3 +150,118 @@ fn reopen_and_probe_are_not_starved_by_a_stream_of_appends() {
         assert_eq!(t.visits().len(), appended as usize);
     });
 }
+
+const ROTATING_CHILD_ENV: &str = "VISIT_JOURNAL_ROTATING_CHILD";
+const ROTATE_SIZE: u64 = 4096;
+
+/// Child entry point: a no-op unless `VISIT_JOURNAL_ROTATING_CHILD=<path>;<process>` is set.
+/// As [`child_writer`], with rotation every 4 KiB and retention of 16 KiB, so the live file is
+/// sealed (and old segments retired) many times while the other processes append too.
+#[test]
+fn child_rotating_writer() {
+    let Some((path, process)) = child_spec(ROTATING_CHILD_ENV) else {
+        return;
+    };
+    let journal = Options::new()
+        .sync(false)
+        .rotate_size(ROTATE_SIZE)
+        .retain_size(4 * ROTATE_SIZE)
+        .lock_timeout(Duration::from_secs(30))
+        .open(&path)
+        .expect("child opens the journal");
+    std::thread::scope(|s| {
+        for thread in 0..THREADS {
+            let journal = &journal;
+            s.spawn(move || {
+                for seq in 0..PER_THREAD {
+                    journal
+                        .append(&tagged(process, thread, seq))
+                        .expect("append");
+                }
+            });
+        }
+    });
+    let stats = journal.stats();
+    assert_eq!(stats.failed_retentions, 0, "{stats:?}");
+    println!("done {process} rotations={}", stats.rotations);
+}
+
+#[test]
+fn processes_times_threads_append_and_rotate_without_loss_or_reordering() {
+    use std::collections::{BTreeMap, HashMap};
+    use std::time::Instant;
+
+    let t = TempJournal::new();
+    let mut children: Vec<_> = (0..PROCESSES)
+        .map(|p| {
+            let spec = format!("{};{p}", t.path.display());
+            spawn_child(
+                "concurrency::child_rotating_writer",
+                &[(ROTATING_CHILD_ENV, spec)],
+            )
+        })
+        .collect();
+    // While they run, note each sealed segment's bytes when first seen: a segment is never
+    // written again, so they must be the same at the end (or it was retired meanwhile).
+    let mut first_seen: HashMap<std::path::PathBuf, Vec<u8>> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while children.iter_mut().any(|c| c.try_wait().unwrap().is_none()) {
+        assert!(
+            Instant::now() < deadline,
+            "the writers did not finish in 120 s"
+        );
+        for seg in crate::rotation::segments(&t.path) {
+            if !first_seen.contains_key(&seg)
+                && let Ok(bytes) = std::fs::read(&seg)
+            {
+                first_seen.insert(seg, bytes);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    for child in &mut children {
+        assert!(child.wait().unwrap().success(), "a writer failed");
+    }
+    let mut checked = 0;
+    for (seg, bytes) in &first_seen {
+        if let Ok(now) = std::fs::read(seg) {
+            assert_eq!(&now, bytes, "{seg:?} changed after it was sealed");
+            assert!(
+                bytes.ends_with(b"\n"),
+                "{seg:?} does not end in a whole line"
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        first_seen.len() > 10,
+        "too few rotations seen: {}",
+        first_seen.len()
+    );
+    assert!(checked > 0);
+
+    // Every record exactly once across the history and the summary, in order per writer.
+    let history = visit_journal::History::open(&t.path).unwrap();
+    let retired = history.retired_visits();
+    let tags: Vec<_> = history.map(|v| tag(&v.unwrap())).collect();
+    let total = (PROCESSES * THREADS) as u64 * u64::from(PER_THREAD);
+    assert_eq!(retired + tags.len() as u64, total);
+    let mut by_writer: BTreeMap<(u16, u16), Vec<u32>> = BTreeMap::new();
+    for (p, th, seq) in tags {
+        by_writer.entry((p, th)).or_default().push(seq);
+    }
+    for ((p, th), seqs) in by_writer {
+        // The retired ones are each writer's oldest: what is left is a run up to the last.
+        let first = seqs[0];
+        assert_eq!(
+            seqs,
+            (first..PER_THREAD).collect::<Vec<_>>(),
+            "writer {p}/{th}"
+        );
+    }
+    let days = visit_journal::History::open(&t.path)
+        .unwrap()
+        .days()
+        .unwrap();
+    assert_eq!(days.values().sum::<u64>(), total);
+}

@@ -17,4 +17,5 @@ mod faults;
 mod props;
 mod read;
 mod repair;
+mod rotation;
 mod support;

@@ -140,3 +140,63 @@ proptest! {
         }
     }
 }
+
+/// One step of a journal's life: a batch of appends, or reopening with other lifetime knobs.
+#[derive(Debug, Clone)]
+enum Step {
+    Append(Vec<Visit>),
+    Reopen { rotate: u64, retain: u64 },
+}
+
+fn any_step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => prop::collection::vec(written_visit(), 0..12).prop_map(Step::Append),
+        1 => (prop_oneof![Just(0u64), 1u64..600], prop_oneof![Just(0u64), 1u64..2000])
+            .prop_map(|(rotate, retain)| Step::Reopen { rotate, retain }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(64))]
+
+    /// Any sequence of appends, rotations and retirements: the history reads back exactly the
+    /// newest visits, byte for byte, and the summary counts exactly the others, per day.
+    #[test]
+    fn any_sequence_of_appends_and_rotations_reads_back_exactly(
+        steps in prop::collection::vec(any_step(), 1..40)
+    ) {
+        use visit_journal::{History, Options};
+        let t = TempJournal::new();
+        let open = |rotate, retain| {
+            Options::new().sync(false).rotate_size(rotate).retain_size(retain).open(&t.path).unwrap()
+        };
+        let mut journal = open(200, 0);
+        let mut all: Vec<Visit> = Vec::new();
+        for step in &steps {
+            match step {
+                Step::Append(batch) => {
+                    journal.append_batch(batch).unwrap();
+                    all.extend_from_slice(batch);
+                }
+                Step::Reopen { rotate, retain } => {
+                    drop(journal);
+                    journal = open(*rotate, *retain);
+                }
+            }
+        }
+        let history = History::open(&t.path).unwrap();
+        let retired = history.retired_visits() as usize;
+        prop_assert!(retired <= all.len());
+        prop_assert_eq!(history.retired_corrupt_lines(), 0);
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut History::open(&t.path).unwrap().into_text(), &mut text).unwrap();
+        prop_assert_eq!(text, lines(&all[retired..]));
+        let visits: Vec<Visit> = history.map(Result::unwrap).collect();
+        prop_assert_eq!(&visits, &all[retired..]);
+        prop_assert_eq!(
+            History::open(&t.path).unwrap().days().unwrap(),
+            crate::rotation::per_day(&all)
+        );
+        prop_assert_eq!(crate::rotation::cat_history(&t.path), lines(&all[retired..]));
+    }
+}

@@ -123,6 +123,101 @@ fn visit_forwarded_for(server: &Server) {
 }
 
 #[test]
+fn bad_lifetime_sizes_exit_2_with_usage() {
+    for args in [
+        &["--rotate-size", "4095"][..],
+        &["--rotate-size", "1K"],
+        &["--rotate-size", "8mb"],
+        &["--rotate-size", "1.5M"],
+        &["--rotate-size"],
+        &["--retain-size", "-1"],
+        &["--retain-size", "1T"],
+        &["--retain-days", "two"],
+    ] {
+        let out = output(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.starts_with("visit-server: "), "{err}");
+        assert!(err.contains("Usage: visit-server"), "{err}");
+    }
+    for (var, value) in [
+        ("VISIT_ROTATE_SIZE", "100"),
+        ("VISIT_RETAIN_SIZE", "8 MiB"),
+        ("VISIT_RETAIN_DAYS", "-3"),
+    ] {
+        let out = Command::new(BIN)
+            .env(var, value)
+            .env("VISIT_LISTEN", "127.0.0.1:0")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}={value}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(var), "{err}");
+    }
+    let help = String::from_utf8(output(&["--help"]).stdout).unwrap();
+    for needle in [
+        "--rotate-size SIZE",
+        "--retain-size SIZE",
+        "--retain-days N",
+        "VISIT_ROTATE_SIZE",
+        "VISIT_RETAIN_SIZE",
+        "VISIT_RETAIN_DAYS",
+    ] {
+        assert!(help.contains(needle), "{needle} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn a_rotating_server_seals_segments_and_retires_them_into_the_summary() {
+    let s = Scratch::new();
+    let file = s.file();
+    let mut cmd = Command::new(BIN);
+    cmd.env("VISIT_ROTATE_SIZE", "4KiB")
+        .env("VISIT_RETAIN_SIZE", "8K")
+        .args(["--listen", "127.0.0.1:0", "--file"])
+        .arg(&file);
+    let server = Server::spawn(cmd, &file);
+    for _ in 0..400 {
+        assert_eq!(server.get("/").status, 200);
+    }
+    let dir = file.parent().unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("visits.txt."))
+        .collect();
+    names.sort();
+    let summary = std::fs::read_to_string(dir.join("visits.txt.summary")).unwrap();
+    assert!(summary.starts_with("# folded through "), "{summary}");
+    let segments: Vec<&String> = names
+        .iter()
+        .filter(|n| *n != "visits.txt.summary")
+        .collect();
+    assert!(!segments.is_empty() && segments.len() <= 2, "{names:?}");
+    for seg in &segments {
+        assert!(std::fs::metadata(dir.join(seg)).unwrap().len() <= 4096);
+    }
+    let metrics = server.get("/metrics").text();
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(value("visit_journal_rotations_total") >= 3, "{metrics}");
+    assert!(value("visit_journal_retired_segments_total") >= 1);
+    assert_eq!(value("visit_journal_failed_retentions_total"), 0);
+    assert_eq!(
+        value("visit_journal_sealed_segments"),
+        segments.len() as u64
+    );
+    assert!(value("visit_journal_sealed_bytes") <= 8192);
+}
+
+#[test]
 fn probe_asks_the_configured_address_and_records_nothing() {
     let scratch = Scratch::new();
     let server = Server::start(&scratch.file(), &[]);

@@ -177,13 +177,20 @@ fn scenario(server: &Server, free_space: Box<dyn FnOnce()>) {
         "{metrics}"
     );
     assert!(metrics.contains("visit_server_ready 0\n"));
-    // The error is logged with the path and the cause.
-    let logged = server.logs().into_iter().any(|l| {
-        l.contains("\"event\":\"append_failed\"")
-            && l.contains(server.file.to_str().unwrap())
-            && (l.contains("No space left") || l.contains("too large"))
-    });
-    assert!(logged, "{:#?}", server.logs());
+    // The error is logged with the path and the cause (before the 503 is sent; the test
+    // reads the server's stdout on a thread of its own, which may lag on a busy machine).
+    let logged = || {
+        server.logs().into_iter().any(|l| {
+            l.contains("\"event\":\"append_failed\"")
+                && l.contains(server.file.to_str().unwrap())
+                && (l.contains("No space left") || l.contains("too large"))
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !logged() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(logged(), "{:#?}", server.logs());
 
     free_space();
     // No visit can come to an unready pod: readiness must notice by itself.

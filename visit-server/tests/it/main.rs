@@ -23,6 +23,7 @@ mod disk_full;
 mod exports;
 mod foreign;
 mod hostile;
+mod lifetime;
 mod load;
 mod replicas;
 mod serve;

@@ -65,6 +65,9 @@ impl Server {
             "VISIT_PEERS",
             "VISIT_PEER_DNS",
             "VISIT_PEER_TIMEOUT",
+            "VISIT_ROTATE_SIZE",
+            "VISIT_RETAIN_SIZE",
+            "VISIT_RETAIN_DAYS",
             "VISIT_PUBLIC_PORT",
             "VISIT_ANONYMIZE",
         ] {

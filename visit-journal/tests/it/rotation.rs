@@ -1,0 +1,566 @@
+//! Rotation and retention through the public API: the live file, sealed segments, the summary
+//! and the history reader over them (CONTRACT §6). Crashes and failures at each step are
+//! `src/writer.rs`'s unit tests (they need the fault-injecting seams); processes appending
+//! and rotating at once are in `concurrency.rs`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use visit_journal::{History, Journal, Options, Visit};
+
+use crate::support::*;
+
+/// The files of the journal's directory, sorted, as names.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The sealed segments of the journal at `path`, oldest first.
+pub fn segments(path: &Path) -> Vec<PathBuf> {
+    let dir = path.parent().unwrap();
+    names(dir)
+        .into_iter()
+        .filter(|n| {
+            n.len() > "visits.txt.".len()
+                && n["visits.txt.".len()..].bytes().all(|b| b.is_ascii_digit())
+        })
+        .map(|n| dir.join(n))
+        .collect()
+}
+
+/// `cat visits.txt.[0-9]* visits.txt`.
+pub fn cat_history(path: &Path) -> String {
+    let mut text = String::new();
+    for seg in segments(path) {
+        text.push_str(&fs::read_to_string(seg).unwrap());
+    }
+    if path.exists() {
+        text.push_str(&fs::read_to_string(path).unwrap());
+    }
+    text
+}
+
+/// Everything the history reader yields, failing on any error.
+pub fn history_visits(path: &Path) -> Vec<Visit> {
+    History::open(path)
+        .unwrap()
+        .map(|r| r.unwrap_or_else(|e| panic!("unexpected error: {e}")))
+        .collect()
+}
+
+/// Visits per day.
+pub fn per_day(visits: &[Visit]) -> BTreeMap<NaiveDate, u64> {
+    let mut days = BTreeMap::new();
+    for v in visits {
+        *days.entry(v.at.date_naive()).or_default() += 1;
+    }
+    days
+}
+
+/// Every visit in `all` is in exactly one place: the history holds the newest, in order,
+/// and the summary counts the rest, per day.
+pub fn assert_history_is(path: &Path, all: &[Visit]) {
+    let history = History::open(path).unwrap();
+    let retired = history.retired_visits() as usize;
+    assert!(retired <= all.len());
+    drop(history);
+    assert_eq!(
+        history_visits(path),
+        &all[retired..],
+        "{:?}",
+        names(path.parent().unwrap())
+    );
+    assert_eq!(cat_history(path), lines(&all[retired..]));
+    assert_eq!(History::open(path).unwrap().days().unwrap(), per_day(all));
+}
+
+fn rotating(t: &TempJournal, rotate: u64) -> Journal {
+    Options::new()
+        .sync(false)
+        .rotate_size(rotate)
+        .open(&t.path)
+        .unwrap()
+}
+
+#[test]
+fn rotation_seals_segments_that_read_back_as_one_history() {
+    let t = TempJournal::new();
+    let journal = rotating(&t, 4096);
+    let all = visits(0..1000);
+    for v in &all {
+        journal.append(v).unwrap();
+    }
+    let segs = segments(&t.path);
+    assert!(segs.len() >= 9, "{:?}", names(t.dir.path()));
+    for (i, seg) in segs.iter().enumerate() {
+        let name = seg.file_name().unwrap().to_str().unwrap();
+        assert_eq!(name, format!("visits.txt.{:06}", i + 1));
+        let bytes = fs::read(seg).unwrap();
+        assert!(
+            bytes.len() <= 4096 && bytes.len() > 4096 - 60,
+            "{name}: {}",
+            bytes.len()
+        );
+        assert!(bytes.ends_with(b"\n"));
+    }
+    assert!(fs::metadata(&t.path).unwrap().len() <= 4096);
+    assert_history_is(&t.path, &all);
+    let stats = journal.stats();
+    assert_eq!(stats.rotations, segs.len() as u64);
+    assert_eq!(stats.sealed_segments, segs.len() as u64);
+    assert_eq!(stats.live_bytes, fs::metadata(&t.path).unwrap().len());
+    assert_eq!(
+        stats.sealed_bytes,
+        segs.iter()
+            .map(|s| fs::metadata(s).unwrap().len())
+            .sum::<u64>()
+    );
+    // The single-file reader still reads the live file.
+    assert_eq!(t.visits(), &all[all.len() - t.visits().len()..]);
+    assert_eq!(journal.tail(3).unwrap(), &all[997..]);
+}
+
+#[test]
+fn a_batch_is_never_split_across_segments() {
+    let t = TempJournal::new();
+    let journal = rotating(&t, 4096);
+    let mut all = Vec::new();
+    let mut boundaries = Vec::new();
+    for (i, size) in [30, 120, 7, 200, 1, 99, 64].into_iter().enumerate() {
+        let batch: Vec<Visit> = (0..size).map(|s| tagged(0, i as u16, s)).collect();
+        journal.append_batch(&batch).unwrap();
+        all.extend(batch);
+        boundaries.push(all.len());
+    }
+    // Every file starts at a batch boundary, and a batch larger than the rotate size went
+    // whole into a fresh file.
+    let mut at = 0;
+    for seg in segments(&t.path) {
+        at += fs::read_to_string(&seg).unwrap().lines().count();
+        assert!(boundaries.contains(&at), "{seg:?} ends inside a batch");
+    }
+    assert_history_is(&t.path, &all);
+}
+
+#[test]
+fn the_live_file_is_rotated_only_when_it_holds_a_record() {
+    let t = TempJournal::new();
+    let journal = rotating(&t, 4096);
+    // Larger than the rotate size, into an empty file: no empty segment before it.
+    let big = visits(0..200);
+    journal.append_batch(&big).unwrap();
+    assert!(segments(&t.path).is_empty());
+    journal.append(&visit(200)).unwrap();
+    assert_eq!(segments(&t.path).len(), 1);
+    assert_eq!(t.visits(), [visit(200)]);
+}
+
+#[test]
+fn retention_by_size_deletes_the_oldest_and_counts_them_in_the_summary() {
+    let t = TempJournal::new();
+    let journal = Options::new()
+        .sync(false)
+        .rotate_size(4096)
+        .retain_size(3 * 4096)
+        .open(&t.path)
+        .unwrap();
+    let all = visits(0..2000);
+    for chunk in all.chunks(7) {
+        journal.append_batch(chunk).unwrap();
+    }
+    let segs = segments(&t.path);
+    let sealed: u64 = segs.iter().map(|s| fs::metadata(s).unwrap().len()).sum();
+    assert!(
+        sealed <= 3 * 4096 && segs.len() == 3,
+        "{:?}",
+        names(t.dir.path())
+    );
+    let summary = fs::read_to_string(t.path.with_extension("txt.summary")).unwrap();
+    let first = segs[0].file_name().unwrap().to_str().unwrap()["visits.txt.".len()..]
+        .parse::<u64>()
+        .unwrap();
+    assert!(
+        summary.starts_with(&format!("# folded through {}\n", first - 1)),
+        "{summary}"
+    );
+    assert_history_is(&t.path, &all);
+    let stats = journal.stats();
+    assert_eq!(stats.retired_segments, first - 1);
+    assert_eq!(stats.failed_retentions, 0);
+}
+
+#[test]
+fn retention_by_age_keeps_segments_with_recent_visits() {
+    let t = TempJournal::new();
+    let journal = Options::new()
+        .sync(false)
+        .rotate_size(4096)
+        .retain_days(2)
+        .open(&t.path)
+        .unwrap();
+    // Old visits (years ago), then recent ones.
+    let old: Vec<Visit> = visits(0..300)
+        .into_iter()
+        .map(|mut v| {
+            v.at -= chrono::TimeDelta::days(3000);
+            v
+        })
+        .collect();
+    journal.append_batch(&old).unwrap();
+    let recent: Vec<Visit> = (0..300).map(|s| tagged(0, 0, s)).collect();
+    for chunk in recent.chunks(50) {
+        journal.append_batch(chunk).unwrap();
+    }
+    let all: Vec<Visit> = old.iter().chain(&recent).copied().collect();
+    assert_eq!(History::open(&t.path).unwrap().retired_visits(), 300);
+    assert_history_is(&t.path, &all);
+}
+
+#[test]
+fn retention_runs_when_a_writer_opens_the_journal() {
+    let t = TempJournal::new();
+    let all = visits(0..1000);
+    rotating(&t, 4096).append_batch(&all[..500]).unwrap();
+    let journal = rotating(&t, 4096);
+    for chunk in all[500..].chunks(10) {
+        journal.append_batch(chunk).unwrap();
+    }
+    drop(journal);
+    let before = segments(&t.path).len();
+    assert!(before >= 3);
+    let journal = Options::new()
+        .rotate_size(4096)
+        .retain_size(1)
+        .open(&t.path)
+        .unwrap();
+    assert!(segments(&t.path).is_empty(), "{:?}", names(t.dir.path()));
+    assert_eq!(journal.stats().retired_segments, before as u64);
+    assert_history_is(&t.path, &all);
+}
+
+#[test]
+fn segment_numbers_are_never_reused_after_every_segment_was_retired() {
+    let t = TempJournal::new();
+    let journal = Options::new()
+        .sync(false)
+        .rotate_size(4096)
+        .retain_size(1)
+        .open(&t.path)
+        .unwrap();
+    let all = visits(0..500);
+    for chunk in all.chunks(20) {
+        journal.append_batch(chunk).unwrap();
+    }
+    assert!(segments(&t.path).is_empty());
+    let summary = fs::read_to_string(t.dir.path().join("visits.txt.summary")).unwrap();
+    let folded: u64 = summary.lines().next().unwrap()["# folded through ".len()..]
+        .parse()
+        .unwrap();
+    assert_eq!(journal.stats().rotations, folded);
+    // Retention off now: the next segment is numbered after the retired ones.
+    drop(journal);
+    let journal = rotating(&t, 4096);
+    journal.append_batch(&visits(500..600)).unwrap();
+    assert_eq!(
+        names(t.dir.path()),
+        [
+            "visits.txt".to_string(),
+            format!("visits.txt.{:06}", folded + 1),
+            "visits.txt.summary".to_string()
+        ]
+    );
+    assert_history_is(&t.path, &visits(0..600));
+}
+
+#[test]
+fn a_writer_whose_file_was_rotated_away_reopens_and_appends_to_the_live_file() {
+    let t = TempJournal::new();
+    // Two handles: one rotates; the other was opened before and would, without the inode
+    // check, write into the sealed segment.
+    let rotator = rotating(&t, 4096);
+    let other = Options::new().sync(false).open(&t.path).unwrap();
+    let mut all = Vec::new();
+    while segments(&t.path).is_empty() {
+        let v = visit(all.len() as u32);
+        rotator.append(&v).unwrap();
+        all.push(v);
+    }
+    let sealed = fs::read(&segments(&t.path)[0]).unwrap();
+    let v = visit(all.len() as u32);
+    other.append(&v).unwrap();
+    all.push(v);
+    assert_eq!(
+        fs::read(&segments(&t.path)[0]).unwrap(),
+        sealed,
+        "never written again"
+    );
+    assert_eq!(t.visits(), &all[all.len() - 2..]);
+    assert_history_is(&t.path, &all);
+}
+
+#[test]
+fn a_journal_moved_away_by_another_program_is_followed() {
+    let t = TempJournal::new();
+    let journal = t.open_fast();
+    journal.append(&visit(1)).unwrap();
+    // logrotate's way: rename, and a new file appears (or not: the writer creates it).
+    fs::rename(&t.path, t.dir.path().join("old.txt")).unwrap();
+    journal.append(&visit(2)).unwrap();
+    assert_eq!(t.visits(), [visit(2)]);
+    fs::rename(&t.path, t.dir.path().join("older.txt")).unwrap();
+    fs::write(&t.path, lines(&[visit(3)])).unwrap();
+    journal.append(&visit(4)).unwrap();
+    assert_eq!(t.visits(), [visit(3), visit(4)]);
+    assert_eq!(
+        fs::read_to_string(t.dir.path().join("old.txt")).unwrap(),
+        lines(&[visit(1)])
+    );
+}
+
+#[test]
+fn a_missing_live_file_after_a_rename_is_created_by_the_next_writer() {
+    let t = TempJournal::new();
+    rotating(&t, 4096).append_batch(&visits(0..100)).unwrap();
+    // A crash between the rename and the creation of the fresh file.
+    fs::rename(&t.path, t.dir.path().join("visits.txt.000001")).unwrap();
+    assert_history_is(&t.path, &visits(0..100));
+    // Even a writer told not to create the journal: it exists, as its segments.
+    let journal = Options::new()
+        .create(false)
+        .rotate_size(4096)
+        .open(&t.path)
+        .unwrap();
+    assert!(t.path.exists());
+    journal.append(&visit(100)).unwrap();
+    assert_history_is(&t.path, &visits(0..101));
+    // Without segments, create(false) still refuses to invent a journal.
+    let err = Options::new()
+        .create(false)
+        .open(t.dir.path().join("none.txt"))
+        .unwrap_err();
+    assert_eq!(
+        err.io_error().map(|e| e.kind()),
+        Some(std::io::ErrorKind::NotFound)
+    );
+}
+
+#[test]
+fn history_tail_reads_across_segments() {
+    let t = TempJournal::new();
+    let journal = rotating(&t, 4096);
+    let all = visits(0..1000);
+    for chunk in all.chunks(13) {
+        journal.append_batch(chunk).unwrap();
+    }
+    for n in [0, 1, 5, 90, 97, 98, 99, 100, 250, 999, 1000, 1001, 5000] {
+        let mut history = History::open(&t.path).unwrap();
+        let left = history.tail(n).unwrap();
+        assert_eq!(left, n.min(1000), "tail({n})");
+        let got: Vec<Visit> = history.map(Result::unwrap).collect();
+        assert_eq!(got, &all[1000 - n.min(1000) as usize..], "tail({n})");
+    }
+    // After some reading, tail still counts from the end.
+    let mut history = History::open(&t.path).unwrap();
+    history.next().unwrap().unwrap();
+    assert_eq!(history.tail(3).unwrap(), 3);
+    assert_eq!(history.map(Result::unwrap).collect::<Vec<_>>(), &all[997..]);
+}
+
+#[test]
+fn history_text_is_cat_of_the_files() {
+    let t = TempJournal::new();
+    let journal = rotating(&t, 4096);
+    journal.append_batch(&visits(0..300)).unwrap();
+    journal.append_batch(&visits(300..310)).unwrap();
+    // A torn tail in the live file is not part of the text.
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&t.path)
+        .unwrap()
+        .write_all(b"2026-11-26T10:4")
+        .unwrap();
+    let mut text = String::new();
+    History::open(&t.path)
+        .unwrap()
+        .into_text()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text, lines(&visits(0..310)));
+    let report = History::open(&t.path).unwrap().verify().unwrap();
+    assert_eq!(
+        (report.records, report.corrupt_lines, report.torn_tail_bytes),
+        (310, 0, 15)
+    );
+    assert_eq!(History::open(&t.path).unwrap().count_lines().unwrap(), 310);
+}
+
+use std::io::Write as _;
+
+#[test]
+fn a_history_opened_before_a_retirement_reads_the_retired_segment_whole() {
+    let t = TempJournal::new();
+    let journal = rotating(&t, 4096);
+    let all = visits(0..500);
+    journal.append_batch(&all[..100]).unwrap();
+    journal.append_batch(&all[100..200]).unwrap();
+    journal.append_batch(&all[200..300]).unwrap();
+    let history = History::open(&t.path).unwrap();
+    // Retire every segment while the history is open.
+    drop(Options::new().retain_size(1).open(&t.path).unwrap());
+    assert!(segments(&t.path).is_empty());
+    let got: Vec<Visit> = history.map(Result::unwrap).collect();
+    assert_eq!(got, &all[..300]);
+    assert_history_is(&t.path, &all[..300]);
+}
+
+#[test]
+fn corrupt_lines_in_segments_are_reported_with_their_file() {
+    let t = TempJournal::new();
+    let journal = rotating(&t, 4096);
+    journal.append_batch(&visits(0..50)).unwrap();
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&t.path)
+        .unwrap()
+        .write_all(b"not a visit\n")
+        .unwrap();
+    journal.append_batch(&visits(50..150)).unwrap();
+    let items: Vec<_> = History::open(&t.path).unwrap().collect();
+    let errors: Vec<String> = items
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(ToString::to_string))
+        .collect();
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].contains("visits.txt.000001:51: bad record at byte"),
+        "{errors:?}"
+    );
+    // Retiring it counts the corrupt line in the summary.
+    drop(Options::new().retain_size(1).open(&t.path).unwrap());
+    let history = History::open(&t.path).unwrap();
+    assert_eq!(
+        (history.retired_visits(), history.retired_corrupt_lines()),
+        (50, 1)
+    );
+}
+
+#[test]
+fn history_files_name_their_segments_for_callers_that_keep_counts() {
+    let t = TempJournal::new();
+    let journal = Options::new()
+        .sync(false)
+        .rotate_size(4096)
+        .retain_size(2 * 4096)
+        .open(&t.path)
+        .unwrap();
+    let all = visits(0..600);
+    for chunk in all.chunks(30) {
+        journal.append_batch(chunk).unwrap();
+    }
+    let history = History::open(&t.path).unwrap();
+    let retired: u64 = history.retired_days().values().sum();
+    assert_eq!(retired, history.retired_visits());
+    let files: Vec<(Option<u64>, u64)> = history
+        .into_files()
+        .map(|f| {
+            let (segment, reader) = f.unwrap();
+            (segment, reader.count_lines().unwrap())
+        })
+        .collect();
+    let numbers: Vec<Option<u64>> = segments(&t.path)
+        .iter()
+        .map(|p| p.to_str().unwrap().rsplit('.').next().unwrap().parse().ok())
+        .chain([None])
+        .collect();
+    assert_eq!(files.iter().map(|f| f.0).collect::<Vec<_>>(), numbers);
+    assert_eq!(retired + files.iter().map(|f| f.1).sum::<u64>(), 600);
+}
+
+/// The foreign writer the README shows (Python: `flock`, then `fstat` against `stat`, retry)
+/// appends beside a rotating journal: its lines all land, in order, and none in a segment
+/// after it was sealed.
+#[test]
+fn a_foreign_writer_that_rechecks_the_inode_never_writes_a_sealed_segment() {
+    use std::process::{Command, Stdio};
+    const FOREIGN: u32 = 300;
+    let t = TempJournal::new();
+    let journal = Options::new()
+        .sync(false)
+        .rotate_size(4096)
+        .open(&t.path)
+        .unwrap();
+    let script = format!(
+        r#"
+import fcntl, os
+def append(path, line):
+    while True:
+        with open(path, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                continue
+            mine = os.fstat(f.fileno())
+            if (st.st_dev, st.st_ino) != (mine.st_dev, mine.st_ino):
+                continue
+            f.write(line + "\n")
+            f.flush()
+            return
+for i in range({FOREIGN}):
+    append({path:?}, "2026-11-26T10:44:36+03:00 - 192.168.%d.%d" % (i // 256, i % 256))
+"#,
+        path = t.path.to_str().unwrap()
+    );
+    let mut python = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("python3 is on every machine this project supports");
+    let mut ours = 0u32;
+    let mut sealed: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    while python.try_wait().unwrap().is_none() || ours < 300 {
+        journal.append(&tagged(0, 0, ours)).unwrap();
+        ours += 1;
+        for seg in segments(&t.path) {
+            if !sealed.iter().any(|(p, _)| *p == seg) {
+                let bytes = fs::read(&seg).unwrap();
+                sealed.push((seg, bytes));
+            }
+        }
+        assert!(ours < 100_000, "the Python writer did not finish");
+    }
+    assert!(python.wait().unwrap().success());
+    for (seg, bytes) in &sealed {
+        assert_eq!(
+            &fs::read(seg).unwrap(),
+            bytes,
+            "{seg:?} written after it was sealed"
+        );
+    }
+    assert!(sealed.len() > 3, "rotated while Python wrote");
+    let visits = history_visits(&t.path);
+    let foreign: Vec<String> = visits
+        .iter()
+        .filter(|v| v.ip.is_ipv4())
+        .map(|v| v.ip.to_string())
+        .collect();
+    let want: Vec<String> = (0..FOREIGN)
+        .map(|i| format!("192.168.{}.{}", i / 256, i % 256))
+        .collect();
+    assert_eq!(foreign, want, "every foreign line once, in order");
+    let seqs: Vec<u32> = visits
+        .iter()
+        .filter(|v| v.ip.is_ipv6())
+        .map(|v| tag(v).2)
+        .collect();
+    assert_eq!(seqs, (0..ours).collect::<Vec<_>>());
+}
