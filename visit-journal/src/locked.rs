@@ -449,6 +449,10 @@ impl Io {
     /// Replaces the open file with the one now at the path, creating it if it is missing (a
     /// rotation was interrupted after its rename, or a program moved the journal away).
     fn reopen_storage(&mut self) -> Result<()> {
+        // The journal may have gained a history since it was opened: a live file missing
+        // beside segments is a rotation (maybe another process's) interrupted after its
+        // rename, and is created even by a writer that must not invent a journal.
+        self.create = self.create || self.life.history_exists();
         let (storage, id) = open_storage(&self.path, self.create)?;
         self.storage = storage;
         self.id = id;

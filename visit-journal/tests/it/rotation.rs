@@ -483,3 +483,21 @@ fn history_files_name_their_segments_for_callers_that_keep_counts() {
     assert_eq!(files.iter().map(|f| f.0).collect::<Vec<_>>(), numbers);
     assert_eq!(retired + files.iter().map(|f| f.1).sum::<u64>(), 600);
 }
+
+#[test]
+fn a_writer_not_creating_follows_a_rotation_interrupted_after_its_rename() {
+    let t = TempJournal::new();
+    rotating(&t, 4096).append_batch(&visits(0..10)).unwrap();
+    // A writer that must not invent a journal, opened while the journal had no history yet.
+    let journal = Options::new()
+        .create(false)
+        .sync(false)
+        .rotate_size(4096)
+        .open(&t.path)
+        .unwrap();
+    // Another writer dies between its rename and the creation of the fresh file: the journal
+    // exists, as its segment, and the next append creates the live file.
+    fs::rename(&t.path, t.dir.path().join("visits.txt.000001")).unwrap();
+    journal.append(&visit(10)).unwrap();
+    assert_history_is(&t.path, &visits(0..11));
+}
