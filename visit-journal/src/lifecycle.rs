@@ -192,7 +192,18 @@ impl Lifecycle {
     /// "folded through", so that no number is ever reused.
     fn next_number(&self) -> Result<u64> {
         let highest = self.scan()?.last().map_or(0, |s| s.n);
-        Ok(highest.max(self.summary()?.folded_through) + 1)
+        // Only a damaged summary (or a segment named by hand) gets here: wrapping to 0 would
+        // seal the live file under a name no reader counts.
+        highest
+            .max(self.summary()?.folded_through)
+            .checked_add(1)
+            .ok_or_else(|| {
+                Error::io(
+                    Op::Rename,
+                    &self.path,
+                    std::io::Error::other("no segment number is left above the highest in use"),
+                )
+            })
     }
 
     /// Seals the live file (locked, ending in a whole line; `sync_live` fsyncs it) as the next

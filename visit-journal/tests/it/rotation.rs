@@ -501,3 +501,24 @@ fn a_writer_not_creating_follows_a_rotation_interrupted_after_its_rename() {
     journal.append(&visit(10)).unwrap();
     assert_history_is(&t.path, &visits(0..11));
 }
+
+#[test]
+fn a_segment_number_past_the_largest_is_refused_not_wrapped() {
+    let t = TempJournal::new();
+    fs::write(
+        t.dir.path().join("visits.txt.summary"),
+        format!("# folded through {}\n", u64::MAX),
+    )
+    .unwrap();
+    let journal = rotating(&t, 4096);
+    let all = visits(0..200);
+    for v in &all {
+        journal.append(v).unwrap();
+    }
+    // No number is left for a segment: the rotation fails (counted, kept for the log) and
+    // the visits stay in the live file, never renamed to a name no reader knows.
+    assert!(journal.stats().failed_rotations > 0);
+    assert!(journal.take_lifecycle_error().is_some());
+    assert!(segments(&t.path).is_empty(), "{:?}", names(t.dir.path()));
+    assert_eq!(history_visits(&t.path), all);
+}
