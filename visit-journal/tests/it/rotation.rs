@@ -522,3 +522,46 @@ fn a_segment_number_past_the_largest_is_refused_not_wrapped() {
     assert!(segments(&t.path).is_empty(), "{:?}", names(t.dir.path()));
     assert_eq!(history_visits(&t.path), all);
 }
+
+#[test]
+fn a_history_opened_while_a_writer_rotates_and_retires_counts_each_visit_once() {
+    let t = TempJournal::new();
+    let journal = Options::new()
+        .sync(false)
+        .rotate_size(4096)
+        .retain_size(2 * 4096)
+        .open(&t.path)
+        .unwrap();
+    let acked = std::sync::atomic::AtomicU32::new(0);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for seq in 0..20_000 {
+                journal.append(&tagged(0, 0, seq)).unwrap();
+                acked.store(seq + 1, std::sync::atomic::Ordering::SeqCst);
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let mut opened = 0;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) && opened < 2_000 {
+            let before = acked.load(std::sync::atomic::Ordering::SeqCst);
+            let history = History::open(&t.path).unwrap();
+            let retired = history.retired_visits();
+            let seqs: Vec<u32> = history.map(|v| tag(&v.unwrap()).2).collect();
+            let after = acked.load(std::sync::atomic::Ordering::SeqCst);
+            // The files hold a run of the newest visits, right after the ones the summary
+            // counts: none missing, none twice, whatever was rotated or retired meanwhile.
+            let want: Vec<u32> = (retired as u32..retired as u32 + seqs.len() as u32).collect();
+            assert_eq!(seqs, want, "retired {retired}");
+            let end = retired + seqs.len() as u64;
+            assert!(
+                end >= u64::from(before) && end <= u64::from(after) + 1,
+                "{before}..{after}: {end}"
+            );
+            let days = History::open(&t.path).unwrap().days().unwrap();
+            assert!(days.values().sum::<u64>() >= end);
+            opened += 1;
+        }
+        assert!(opened > 0);
+    });
+}
