@@ -173,15 +173,19 @@ impl Io {
                 self.unsynced.start = Some(start);
                 self.unsynced.bytes.clear();
                 self.unsynced.bytes.extend_from_slice(batch);
-                self.write_or_roll_back(batch, start).map(|()| {
+                let written = self.write_or_roll_back(batch, start).map(|()| {
                     self.counters
                         .live_bytes
                         .store(start + batch.len() as u64, Relaxed);
-                    let due = self.retry_retention.is_some_and(|at| Instant::now() >= at);
-                    if rotated || due {
-                        self.retain_quietly();
-                    }
-                })
+                });
+                // Even if the batch failed: the rotation happened, and when the disk is full
+                // the space retention frees is what lets the next batch in (the fresh live
+                // file is too small to rotate again soon).
+                let due = self.retry_retention.is_some_and(|at| Instant::now() >= at);
+                if rotated || due {
+                    self.retain_quietly();
+                }
+                written
             }
             Err(e) => Err(e),
         };
