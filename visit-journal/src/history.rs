@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use crate::dir::{Dir, FileId, RealDir};
 use crate::error::{Error, Op, Result};
 use crate::lifecycle::{read_summary, tally_file};
-use crate::reader::{Reader, Report};
+use crate::reader::{Opened, Reader, Report};
 use crate::segment::{self, Summary};
 use crate::visit::Visit;
 
@@ -79,21 +79,18 @@ struct Part {
     /// The segment's number; `None` for the live file.
     segment: Option<u64>,
     path: PathBuf,
-    file: File,
+    /// The file, and where its last complete line ended when the history was opened.
+    file: Opened,
 }
 
 impl Part {
     fn reader(self) -> Result<Reader> {
-        Reader::from_file(&self.path, self.file)
+        Ok(self.file.reader(&self.path))
     }
 
-    /// A second reader of the same open file.
+    /// A second reader of the same open file, with the same end.
     fn clone_reader(&self) -> Result<Reader> {
-        let file = self
-            .file
-            .try_clone()
-            .map_err(|e| Error::io(Op::Open, &self.path, e))?;
-        Reader::from_file(&self.path, file)
+        Ok(self.file.try_clone(&self.path)?.reader(&self.path))
     }
 }
 
@@ -442,7 +439,7 @@ fn open_part(path: &Path) -> Result<Option<(Part, FileId)>> {
     let part = Part {
         segment: None,
         path: path.to_path_buf(),
-        file,
+        file: Opened::new(path, file)?,
     };
     Ok(Some((part, FileId::of(&meta))))
 }

@@ -115,6 +115,56 @@ impl Report {
     }
 }
 
+/// A file opened for reading, with where its last complete line ended at that moment: a
+/// [`Reader`] of it as it was then, whose buffer is allocated only when it is made. The
+/// history opens every file first and reads them one by one, each as it was when opened (a
+/// file still growing gets no lines that it did not have then).
+#[derive(Debug)]
+pub(crate) struct Opened {
+    source: Source,
+    len: u64,
+    end: u64,
+}
+
+impl Opened {
+    /// Takes the snapshot of `file` (`path` is what errors name).
+    pub(crate) fn new(path: &Path, file: File) -> Result<Opened> {
+        let io = |op, e| Error::io(op, path, e);
+        let file = FileStorage { file };
+        let meta = file.file.metadata().map_err(|e| io(Op::Stat, e))?;
+        if !meta.is_file() {
+            let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file");
+            return Err(io(Op::Open, e));
+        }
+        let source = Source::File(file);
+        let (len, end) = snapshot(&source, meta.len()).map_err(|e| io(Op::Read, e))?;
+        Ok(Opened { source, len, end })
+    }
+
+    /// The same snapshot through a second descriptor of the same open file.
+    pub(crate) fn try_clone(&self, path: &Path) -> Result<Opened> {
+        let source = match &self.source {
+            Source::File(file) => Source::File(FileStorage {
+                file: file
+                    .file
+                    .try_clone()
+                    .map_err(|e| Error::io(Op::Open, path, e))?,
+            }),
+            Source::Bytes(bytes) => Source::Bytes(bytes.clone()),
+        };
+        Ok(Opened {
+            source,
+            len: self.len,
+            end: self.end,
+        })
+    }
+
+    /// The reader, stopping where the file's last complete line ended when it was opened.
+    pub(crate) fn reader(self, path: &Path) -> Reader {
+        Reader::new(path.to_path_buf(), self.source, self.len, self.end)
+    }
+}
+
 /// Where a reader's bytes come from.
 #[derive(Debug)]
 enum Source {
@@ -191,16 +241,7 @@ impl Reader {
     /// A reader of a file already open (`path` is what errors name): the history opens every
     /// file of a journal first, and reads each one later.
     pub(crate) fn from_file(path: &Path, file: File) -> Result<Reader> {
-        let io = |op, e| Error::io(op, path, e);
-        let file = FileStorage { file };
-        let meta = file.file.metadata().map_err(|e| io(Op::Stat, e))?;
-        if !meta.is_file() {
-            let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file");
-            return Err(io(Op::Open, e));
-        }
-        let file = Source::File(file);
-        let (len, end) = snapshot(&file, meta.len()).map_err(|e| io(Op::Read, e))?;
-        Ok(Reader::new(path.to_path_buf(), file, len, end))
+        Ok(Opened::new(path, file)?.reader(path))
     }
 
     /// A reader over a journal's bytes held in memory (say, the body of another replica's

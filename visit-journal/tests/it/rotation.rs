@@ -565,3 +565,25 @@ fn a_history_opened_while_a_writer_rotates_and_retires_counts_each_visit_once() 
         assert!(opened > 0);
     });
 }
+
+#[test]
+fn history_tail_across_segments_yields_n_lines_while_the_live_file_grows() {
+    let t = TempJournal::new();
+    let journal = rotating(&t, 4096);
+    let mut all = visits(0..120);
+    journal.append_batch(&all[..100]).unwrap();
+    journal.append_batch(&all[100..]).unwrap();
+    let live = t.visits().len() as u64;
+    assert_eq!((live, segments(&t.path).len()), (20, 1));
+    let mut history = History::open(&t.path).unwrap();
+    // The tail starts in a segment and takes the whole live file.
+    assert_eq!(history.tail(live + 5).unwrap(), live + 5);
+    // Appended after the tail was placed: not among the last `live + 5` it promised.
+    let more = visits(120..123);
+    journal.append_batch(&more).unwrap();
+    let got: Vec<Visit> = history.map(Result::unwrap).collect();
+    assert_eq!(got, &all[120 - (live as usize + 5)..]);
+    assert_eq!(segments(&t.path).len(), 1, "no rotation meanwhile");
+    all.extend(more);
+    assert_history_is(&t.path, &all);
+}
