@@ -79,18 +79,18 @@ struct Part {
     /// The segment's number; `None` for the live file.
     segment: Option<u64>,
     path: PathBuf,
-    /// The file, and where its last complete line ended when the history was opened.
+    /// The file; the live file's end as it was when the history was opened.
     file: Opened,
 }
 
 impl Part {
     fn reader(self) -> Result<Reader> {
-        Ok(self.file.reader(&self.path))
+        self.file.reader(&self.path)
     }
 
     /// A second reader of the same open file, with the same end.
     fn clone_reader(&self) -> Result<Reader> {
-        Ok(self.file.try_clone(&self.path)?.reader(&self.path))
+        self.file.try_clone(&self.path)?.reader(&self.path)
     }
 }
 
@@ -115,7 +115,7 @@ impl History {
         };
         let name = path.file_name().unwrap_or_default();
         for _ in 0..ATTEMPTS {
-            let live = open_part(path)?;
+            let live = open_part(path, true)?;
             let mut numbers: Vec<u64> = dir
                 .list(parent)
                 .map_err(|e| Error::io(Op::ListDirectory, parent, e))?
@@ -127,7 +127,7 @@ impl History {
             for n in numbers {
                 let seg = segment::segment_path(path, n);
                 // Gone since the listing: retired, so counted in the summary read below.
-                if let Some(part) = open_part(&seg)? {
+                if let Some(part) = open_part(&seg, false)? {
                     sealed.push((n, part));
                 }
             }
@@ -428,8 +428,9 @@ impl Read for HistoryText {
     }
 }
 
-/// Opens a file of the history and notes its identity; `None` if it is not there.
-fn open_part(path: &Path) -> Result<Option<(Part, FileId)>> {
+/// Opens a file of the history and notes its identity; `None` if it is not there. The end of
+/// a file that still `grows` (the live one) is taken now.
+fn open_part(path: &Path, grows: bool) -> Result<Option<(Part, FileId)>> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -439,7 +440,11 @@ fn open_part(path: &Path) -> Result<Option<(Part, FileId)>> {
     let part = Part {
         segment: None,
         path: path.to_path_buf(),
-        file: Opened::new(path, file)?,
+        file: if grows {
+            Opened::now(path, file)?
+        } else {
+            Opened::later(file)
+        },
     };
     Ok(Some((part, FileId::of(&meta))))
 }
