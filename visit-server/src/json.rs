@@ -24,11 +24,27 @@ pub fn string(out: &mut String, s: &str) {
 }
 
 /// Appends anything printable as a JSON string literal, without an intermediate `String`.
+///
+/// The value is written as it is and then checked: what the server displays (timestamps,
+/// addresses, numbers) almost never needs an escape, and escaping each of the many small
+/// pieces a `Display` writes cost a third of `/visits?format=json`'s speed (0.52 s → 0.68 s for
+/// 1.6 M visits). Only a value that does need escaping is moved and escaped.
 pub fn display(out: &mut String, value: &dyn fmt::Display) {
     out.push('"');
+    let start = out.len();
     // Writing into a String cannot fail.
-    let _ = write!(Escaping(out), "{value}");
+    let _ = write!(out, "{value}");
+    if out.as_bytes()[start..].iter().any(|&b| needs_care(b)) {
+        let raw = out.split_off(start);
+        escape(out, &raw);
+    }
     out.push('"');
+}
+
+/// True for a byte that may need an escape: ASCII controls, `"`, `\`, DEL, and every byte of a
+/// non-ASCII character (C1 controls and U+2028/U+2029 are among them; [`escape`] decides).
+fn needs_care(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\' || b >= 0x7f
 }
 
 /// Appends `s` escaped for the inside of a JSON string literal: runs of characters that need
@@ -55,16 +71,6 @@ fn escape(out: &mut String, s: &str) {
         }
     }
     out.push_str(&s[clean..]);
-}
-
-/// A `fmt::Write` that escapes what it is given.
-struct Escaping<'a>(&'a mut String);
-
-impl fmt::Write for Escaping<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        escape(self.0, s);
-        Ok(())
-    }
 }
 
 /// The separators of a list being written: `first` before the first item, `sep` before each
@@ -229,6 +235,21 @@ mod tests {
         let mut s = String::new();
         string(&mut s, "/a\"b\\c\nd\r\t");
         assert_eq!(s, "\"/a\\\"b\\\\c\\nd\\r\\t\"");
+    }
+
+    #[test]
+    fn displayed_values_are_escaped_like_strings() {
+        for raw in [
+            "10.0.0.7",
+            "2026-11-26T10:44:36.123+03:00",
+            "\u{0}\u{7f}\u{2028}é",
+            "/a\"b\\c\nd",
+        ] {
+            let (mut shown, mut written) = (String::from("x"), String::from("x"));
+            display(&mut shown, &raw);
+            string(&mut written, raw);
+            assert_eq!(shown, written, "{raw:?}");
+        }
     }
 
     #[test]

@@ -587,3 +587,84 @@ fn history_tail_across_segments_yields_n_lines_while_the_live_file_grows() {
     all.extend(more);
     assert_history_is(&t.path, &all);
 }
+
+/// The foreign writer the README shows (Python: `flock`, then `fstat` against `stat`, retry)
+/// appends beside a rotating journal: its lines all land, in order, and none in a segment
+/// after it was sealed.
+#[test]
+fn a_foreign_writer_that_rechecks_the_inode_never_writes_a_sealed_segment() {
+    use std::process::{Command, Stdio};
+    const FOREIGN: u32 = 300;
+    let t = TempJournal::new();
+    let journal = Options::new()
+        .sync(false)
+        .rotate_size(4096)
+        .open(&t.path)
+        .unwrap();
+    let script = format!(
+        r#"
+import fcntl, os
+def append(path, line):
+    while True:
+        with open(path, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                continue
+            mine = os.fstat(f.fileno())
+            if (st.st_dev, st.st_ino) != (mine.st_dev, mine.st_ino):
+                continue
+            f.write(line + "\n")
+            f.flush()
+            return
+for i in range({FOREIGN}):
+    append({path:?}, "2026-11-26T10:44:36+03:00 - 192.168.%d.%d" % (i // 256, i % 256))
+"#,
+        path = t.path.to_str().unwrap()
+    );
+    let mut python = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("python3 is on every machine this project supports");
+    let mut ours = 0u32;
+    let mut sealed: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    while python.try_wait().unwrap().is_none() || ours < 300 {
+        journal.append(&tagged(0, 0, ours)).unwrap();
+        ours += 1;
+        for seg in segments(&t.path) {
+            if !sealed.iter().any(|(p, _)| *p == seg) {
+                let bytes = fs::read(&seg).unwrap();
+                sealed.push((seg, bytes));
+            }
+        }
+        assert!(ours < 100_000, "the Python writer did not finish");
+    }
+    assert!(python.wait().unwrap().success());
+    for (seg, bytes) in &sealed {
+        assert_eq!(
+            &fs::read(seg).unwrap(),
+            bytes,
+            "{seg:?} written after it was sealed"
+        );
+    }
+    assert!(sealed.len() > 3, "rotated while Python wrote");
+    let visits = history_visits(&t.path);
+    let foreign: Vec<String> = visits
+        .iter()
+        .filter(|v| v.ip.is_ipv4())
+        .map(|v| v.ip.to_string())
+        .collect();
+    let want: Vec<String> = (0..FOREIGN)
+        .map(|i| format!("192.168.{}.{}", i / 256, i % 256))
+        .collect();
+    assert_eq!(foreign, want, "every foreign line once, in order");
+    let seqs: Vec<u32> = visits
+        .iter()
+        .filter(|v| v.ip.is_ipv6())
+        .map(|v| tag(v).2)
+        .collect();
+    assert_eq!(seqs, (0..ours).collect::<Vec<_>>());
+}
