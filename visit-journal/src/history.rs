@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use crate::dir::{Dir, FileId, RealDir};
 use crate::error::{Error, Op, Result};
 use crate::lifecycle::{read_summary, tally_file};
-use crate::reader::{Reader, Report};
+use crate::reader::{Opened, Reader, Report};
 use crate::segment::{self, Summary};
 use crate::visit::Visit;
 
@@ -79,21 +79,18 @@ struct Part {
     /// The segment's number; `None` for the live file.
     segment: Option<u64>,
     path: PathBuf,
-    file: File,
+    /// The file; the live file's end as it was when the history was opened.
+    file: Opened,
 }
 
 impl Part {
     fn reader(self) -> Result<Reader> {
-        Reader::from_file(&self.path, self.file)
+        self.file.reader(&self.path)
     }
 
-    /// A second reader of the same open file.
+    /// A second reader of the same open file, with the same end.
     fn clone_reader(&self) -> Result<Reader> {
-        let file = self
-            .file
-            .try_clone()
-            .map_err(|e| Error::io(Op::Open, &self.path, e))?;
-        Reader::from_file(&self.path, file)
+        self.file.try_clone(&self.path)?.reader(&self.path)
     }
 }
 
@@ -118,7 +115,7 @@ impl History {
         };
         let name = path.file_name().unwrap_or_default();
         for _ in 0..ATTEMPTS {
-            let live = open_part(path)?;
+            let live = open_part(path, true)?;
             let mut numbers: Vec<u64> = dir
                 .list(parent)
                 .map_err(|e| Error::io(Op::ListDirectory, parent, e))?
@@ -130,7 +127,7 @@ impl History {
             for n in numbers {
                 let seg = segment::segment_path(path, n);
                 // Gone since the listing: retired, so counted in the summary read below.
-                if let Some(part) = open_part(&seg)? {
+                if let Some(part) = open_part(&seg, false)? {
                     sealed.push((n, part));
                 }
             }
@@ -431,8 +428,9 @@ impl Read for HistoryText {
     }
 }
 
-/// Opens a file of the history and notes its identity; `None` if it is not there.
-fn open_part(path: &Path) -> Result<Option<(Part, FileId)>> {
+/// Opens a file of the history and notes its identity; `None` if it is not there. The end of
+/// a file that still `grows` (the live one) is taken now.
+fn open_part(path: &Path, grows: bool) -> Result<Option<(Part, FileId)>> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -442,7 +440,11 @@ fn open_part(path: &Path) -> Result<Option<(Part, FileId)>> {
     let part = Part {
         segment: None,
         path: path.to_path_buf(),
-        file,
+        file: if grows {
+            Opened::now(path, file)?
+        } else {
+            Opened::later(file)
+        },
     };
     Ok(Some((part, FileId::of(&meta))))
 }

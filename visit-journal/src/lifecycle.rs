@@ -192,7 +192,18 @@ impl Lifecycle {
     /// "folded through", so that no number is ever reused.
     fn next_number(&self) -> Result<u64> {
         let highest = self.scan()?.last().map_or(0, |s| s.n);
-        Ok(highest.max(self.summary()?.folded_through) + 1)
+        // Only a damaged summary (or a segment named by hand) gets here: wrapping to 0 would
+        // seal the live file under a name no reader counts.
+        highest
+            .max(self.summary()?.folded_through)
+            .checked_add(1)
+            .ok_or_else(|| {
+                Error::io(
+                    Op::Rename,
+                    &self.path,
+                    std::io::Error::other("no segment number is left above the highest in use"),
+                )
+            })
     }
 
     /// Seals the live file (locked, ending in a whole line; `sync_live` fsyncs it) as the next
@@ -1086,5 +1097,73 @@ mod journal_tests {
         journal.append(&visit(12)).unwrap();
         // Everything once, in order: the unacknowledged 10 happens to be on disk, whole.
         assert_each_acked_once(&path, 13, "settled");
+    }
+
+    /// A directory where another writer gets to every other fresh live file first: a rotation
+    /// finds it there already, holding `lines` of that writer's.
+    #[derive(Debug)]
+    struct Overtaken {
+        lines: Vec<u8>,
+        creates: std::sync::atomic::AtomicU32,
+    }
+
+    impl Dir for Overtaken {
+        fn list(&self, dir: &Path) -> std::io::Result<Vec<OsString>> {
+            crate::dir::RealDir.list(dir)
+        }
+        fn size(&self, path: &Path) -> std::io::Result<Option<u64>> {
+            crate::dir::RealDir.size(path)
+        }
+        fn id(&self, path: &Path) -> std::io::Result<Option<crate::dir::FileId>> {
+            crate::dir::RealDir.id(path)
+        }
+        fn read(&self, path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+            crate::dir::RealDir.read(path)
+        }
+        fn write_synced(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+            crate::dir::RealDir.write_synced(path, bytes)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+            crate::dir::RealDir.rename(from, to)
+        }
+        fn create(&self, path: &Path) -> std::io::Result<bool> {
+            if self.creates.fetch_add(1, Relaxed) % 2 == 1 {
+                return crate::dir::RealDir.create(path);
+            }
+            if crate::dir::RealDir.create(path)? {
+                fs::write(path, &self.lines)?;
+            }
+            Ok(false)
+        }
+        fn remove(&self, path: &Path) -> std::io::Result<bool> {
+            crate::dir::RealDir.remove(path)
+        }
+        fn sync(&self, dir: &Path) -> std::io::Result<()> {
+            crate::dir::RealDir.sync(dir)
+        }
+    }
+
+    #[test]
+    fn a_fresh_live_file_another_writer_filled_first_is_rotated_again_if_the_batch_needs_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("visits.txt");
+        let theirs: Vec<u8> = (0..60u32)
+            .flat_map(|n| format!("{}\n", visit(100_000 + n)).into_bytes())
+            .collect();
+        assert!(theirs.len() < ROTATE as usize);
+        let dir = Overtaken {
+            lines: theirs,
+            creates: Default::default(),
+        };
+        let journal =
+            Journal::with_dir(&path, Options::new().rotate_size(ROTATE), Arc::new(dir)).unwrap();
+        let batch: Vec<Visit> = (0..40).map(visit).collect();
+        for _ in 0..10 {
+            journal.append_batch(&batch).unwrap();
+            // Never larger than the rotate size: the batch did not fit beside the other
+            // writer's lines, so it went into a fresh file of its own.
+            let live = fs::metadata(&path).unwrap().len();
+            assert!(live <= ROTATE, "live file of {live} bytes");
+        }
     }
 }

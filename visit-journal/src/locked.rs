@@ -173,15 +173,19 @@ impl Io {
                 self.unsynced.start = Some(start);
                 self.unsynced.bytes.clear();
                 self.unsynced.bytes.extend_from_slice(batch);
-                self.write_or_roll_back(batch, start).map(|()| {
+                let written = self.write_or_roll_back(batch, start).map(|()| {
                     self.counters
                         .live_bytes
                         .store(start + batch.len() as u64, Relaxed);
-                    let due = self.retry_retention.is_some_and(|at| Instant::now() >= at);
-                    if rotated || due {
-                        self.retain_quietly();
-                    }
-                })
+                });
+                // Even if the batch failed: the rotation happened, and when the disk is full
+                // the space retention frees is what lets the next batch in (the fresh live
+                // file is too small to rotate again soon).
+                let due = self.retry_retention.is_some_and(|at| Instant::now() >= at);
+                if rotated || due {
+                    self.retain_quietly();
+                }
+                written
             }
             Err(e) => Err(e),
         };
@@ -222,33 +226,42 @@ impl Io {
     /// fresh file must exist and be durable before anything is written: if that cannot be
     /// made so, the batch fails.
     fn make_room(&mut self, lock: &mut FileLock, len: u64) -> Result<(u64, bool)> {
-        let start = self.cut_torn_tail()?;
-        if !self.life.should_rotate(start, len) {
-            return Ok((start, false));
-        }
-        if let Err(e) = self.life.rotate(|| self.sync_file()) {
-            let sealed = self
-                .life
-                .dir
-                .id(&self.path)
-                .map_err(|e| self.io(Op::Stat, e))?;
-            if e.is_poisoned() {
-                return Err(e);
+        let mut start = self.cut_torn_tail()?;
+        let mut rotated = false;
+        // Another writer may have filled the fresh file before we locked it: if the batch no
+        // longer fits beside its lines, that file is rotated too (a bounded number of times;
+        // then the batch goes where it is, a little over the rotate size).
+        for _ in 0..MAX_REOPENS {
+            if !self.life.should_rotate(start, len) {
+                break;
             }
-            self.life.counters.failed_rotations.fetch_add(1, Relaxed);
-            self.life.keep_error(e);
-            if sealed == Some(self.id) {
-                return Ok((start, false));
+            if let Err(e) = self.life.rotate(|| self.sync_file()) {
+                let sealed = self
+                    .life
+                    .dir
+                    .id(&self.path)
+                    .map_err(|e| self.io(Op::Stat, e))?;
+                if e.is_poisoned() {
+                    return Err(e);
+                }
+                self.life.counters.failed_rotations.fetch_add(1, Relaxed);
+                self.life.keep_error(e);
+                if sealed == Some(self.id) {
+                    break;
+                }
+                // Sealed, but the fresh file or its name's durability is missing: finish that
+                // now.
+                self.life.create_live()?;
             }
-            // Sealed, but the fresh file or its name's durability is missing: finish that now.
-            self.life.create_live()?;
+            // The file we hold is sealed: nothing more goes into it. Follow the path to the
+            // fresh file and lock that one (another writer may have got there first: it is
+            // locked and checked like any other).
+            let old = std::mem::replace(lock, self.lock_live_reopening()?);
+            old.release().map_err(|e| self.io(Op::Unlock, e))?;
+            start = self.cut_torn_tail()?;
+            rotated = true;
         }
-        // The file we hold is sealed: nothing more goes into it. Follow the path to the fresh
-        // file and lock that one (another writer may have got there first: it is locked and
-        // checked like any other).
-        let old = std::mem::replace(lock, self.lock_live_reopening()?);
-        old.release().map_err(|e| self.io(Op::Unlock, e))?;
-        Ok((self.cut_torn_tail()?, true))
+        Ok((start, rotated))
     }
 
     /// Runs retention under the lock; a failure is counted, kept for the caller to log, and
@@ -449,6 +462,10 @@ impl Io {
     /// Replaces the open file with the one now at the path, creating it if it is missing (a
     /// rotation was interrupted after its rename, or a program moved the journal away).
     fn reopen_storage(&mut self) -> Result<()> {
+        // The journal may have gained a history since it was opened: a live file missing
+        // beside segments is a rotation (maybe another process's) interrupted after its
+        // rename, and is created even by a writer that must not invent a journal.
+        self.create = self.create || self.life.history_exists();
         let (storage, id) = open_storage(&self.path, self.create)?;
         self.storage = storage;
         self.id = id;

@@ -115,6 +115,75 @@ impl Report {
     }
 }
 
+/// A file opened for reading, and where its last complete line ended when its end was taken:
+/// a [`Reader`] of it as it was then, whose buffer is allocated only when it is made. The
+/// history opens every file first and reads them one by one: the live file's end is taken at
+/// once (it still grows), a sealed segment's when it is read (it never changes, and taking an
+/// end reads up to 64 KiB, which a history of many segments should not pay for each one).
+#[derive(Debug)]
+pub(crate) struct Opened {
+    source: Source,
+    /// `(len, end)` as [`snapshot`] took them; `None` until taken.
+    taken: Option<(u64, u64)>,
+}
+
+impl Opened {
+    /// Takes the end of `file` now (`path` is what errors name).
+    pub(crate) fn now(path: &Path, file: File) -> Result<Opened> {
+        let mut opened = Opened::later(file);
+        opened.taken = Some(opened.take(path)?);
+        Ok(opened)
+    }
+
+    /// Takes the end of `file` when its reader is made.
+    pub(crate) fn later(file: File) -> Opened {
+        Opened {
+            source: Source::File(FileStorage { file }),
+            taken: None,
+        }
+    }
+
+    fn take(&self, path: &Path) -> Result<(u64, u64)> {
+        let io = |op, e| Error::io(op, path, e);
+        let meta = self.source.metadata().map_err(|e| io(Op::Stat, e))?;
+        if !meta.is_file() {
+            let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file");
+            return Err(io(Op::Open, e));
+        }
+        snapshot(&self.source, meta.len()).map_err(|e| io(Op::Read, e))
+    }
+
+    /// The same through a second descriptor of the same open file.
+    pub(crate) fn try_clone(&self, path: &Path) -> Result<Opened> {
+        let source = match &self.source {
+            Source::File(file) => Source::File(FileStorage {
+                file: file
+                    .file
+                    .try_clone()
+                    .map_err(|e| Error::io(Op::Open, path, e))?,
+            }),
+            Source::Bytes(bytes) => Source::Bytes(bytes.clone()),
+        };
+        Ok(Opened {
+            source,
+            taken: self.taken,
+        })
+    }
+
+    /// The reader, stopping where the file's last complete line ended when its end was taken.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the file is not a regular file or its end cannot be read.
+    pub(crate) fn reader(self, path: &Path) -> Result<Reader> {
+        let (len, end) = match self.taken {
+            Some(taken) => taken,
+            None => self.take(path)?,
+        };
+        Ok(Reader::new(path.to_path_buf(), self.source, len, end))
+    }
+}
+
 /// Where a reader's bytes come from.
 #[derive(Debug)]
 enum Source {
@@ -133,6 +202,16 @@ impl ReadAt for Source {
 }
 
 impl Source {
+    fn metadata(&self) -> io::Result<std::fs::Metadata> {
+        match self {
+            Source::File(file) => file.file.metadata(),
+            Source::Bytes(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "bytes in memory have no metadata",
+            )),
+        }
+    }
+
     /// The length of the file now.
     fn len(&self) -> io::Result<u64> {
         match self {
@@ -191,16 +270,7 @@ impl Reader {
     /// A reader of a file already open (`path` is what errors name): the history opens every
     /// file of a journal first, and reads each one later.
     pub(crate) fn from_file(path: &Path, file: File) -> Result<Reader> {
-        let io = |op, e| Error::io(op, path, e);
-        let file = FileStorage { file };
-        let meta = file.file.metadata().map_err(|e| io(Op::Stat, e))?;
-        if !meta.is_file() {
-            let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file");
-            return Err(io(Op::Open, e));
-        }
-        let file = Source::File(file);
-        let (len, end) = snapshot(&file, meta.len()).map_err(|e| io(Op::Read, e))?;
-        Ok(Reader::new(path.to_path_buf(), file, len, end))
+        Opened::later(file).reader(path)
     }
 
     /// A reader over a journal's bytes held in memory (say, the body of another replica's

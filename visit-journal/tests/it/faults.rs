@@ -336,3 +336,65 @@ fn a_real_failed_fdatasync_cuts_its_batch_and_later_visits_survive() {
         acked
     );
 }
+
+const ROTATING_CHILD_ENV: &str = "VISIT_JOURNAL_ROTATING_FSIZE_CHILD";
+
+/// Child entry point: a no-op unless `VISIT_JOURNAL_ROTATING_FSIZE_CHILD=<path>` is set. Two
+/// batches that fit, then one that rotates the live file and is too big for the file-size
+/// limit.
+#[test]
+fn child_rotates_into_its_file_size_limit() {
+    let Ok(path) = std::env::var(ROTATING_CHILD_ENV) else {
+        return;
+    };
+    let journal = visit_journal::Options::new()
+        .rotate_size(4096)
+        .retain_size(4096)
+        .open(&path)
+        .expect("open");
+    journal.append_batch(&visits(0..70)).expect("first batch");
+    journal
+        .append_batch(&visits(70..140))
+        .expect("second batch");
+    let err = journal.append_batch(&visits(140..340)).unwrap_err();
+    println!(
+        "failed out_of_space={} retired={}",
+        err.is_out_of_space(),
+        journal.stats().retired_segments
+    );
+}
+
+#[test]
+fn a_rotation_whose_batch_fails_still_runs_retention() {
+    let t = TempJournal::new();
+    let exe = std::env::current_exe().unwrap();
+    // `ulimit -f 16`: 8 KiB, less than the third batch.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -f 16 && trap '' XFSZ && exec "$0" "$@""#)
+        .arg(exe)
+        .args([
+            "faults::child_rotates_into_its_file_size_limit",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
+        .env(ROTATING_CHILD_ENV, &t.path)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    // The third batch sealed a second segment, which put the sealed total over the retain
+    // size: retention ran after that rotation although the batch then failed, so the space
+    // it frees is there for the next batch.
+    assert!(
+        stdout.contains("failed out_of_space=true retired=1"),
+        "{stdout}"
+    );
+    let history = visit_journal::History::open(&t.path).unwrap();
+    assert_eq!(history.retired_visits(), 70);
+    let rest: Vec<Visit> = history.map(Result::unwrap).collect();
+    assert_eq!(rest, visits(70..140));
+}

@@ -484,6 +484,110 @@ fn history_files_name_their_segments_for_callers_that_keep_counts() {
     assert_eq!(retired + files.iter().map(|f| f.1).sum::<u64>(), 600);
 }
 
+#[test]
+fn a_writer_not_creating_follows_a_rotation_interrupted_after_its_rename() {
+    let t = TempJournal::new();
+    rotating(&t, 4096).append_batch(&visits(0..10)).unwrap();
+    // A writer that must not invent a journal, opened while the journal had no history yet.
+    let journal = Options::new()
+        .create(false)
+        .sync(false)
+        .rotate_size(4096)
+        .open(&t.path)
+        .unwrap();
+    // Another writer dies between its rename and the creation of the fresh file: the journal
+    // exists, as its segment, and the next append creates the live file.
+    fs::rename(&t.path, t.dir.path().join("visits.txt.000001")).unwrap();
+    journal.append(&visit(10)).unwrap();
+    assert_history_is(&t.path, &visits(0..11));
+}
+
+#[test]
+fn a_segment_number_past_the_largest_is_refused_not_wrapped() {
+    let t = TempJournal::new();
+    fs::write(
+        t.dir.path().join("visits.txt.summary"),
+        format!("# folded through {}\n", u64::MAX),
+    )
+    .unwrap();
+    let journal = rotating(&t, 4096);
+    let all = visits(0..200);
+    for v in &all {
+        journal.append(v).unwrap();
+    }
+    // No number is left for a segment: the rotation fails (counted, kept for the log) and
+    // the visits stay in the live file, never renamed to a name no reader knows.
+    assert!(journal.stats().failed_rotations > 0);
+    assert!(journal.take_lifecycle_error().is_some());
+    assert!(segments(&t.path).is_empty(), "{:?}", names(t.dir.path()));
+    assert_eq!(history_visits(&t.path), all);
+}
+
+#[test]
+fn a_history_opened_while_a_writer_rotates_and_retires_counts_each_visit_once() {
+    let t = TempJournal::new();
+    let journal = Options::new()
+        .sync(false)
+        .rotate_size(4096)
+        .retain_size(2 * 4096)
+        .open(&t.path)
+        .unwrap();
+    let acked = std::sync::atomic::AtomicU32::new(0);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for seq in 0..20_000 {
+                journal.append(&tagged(0, 0, seq)).unwrap();
+                acked.store(seq + 1, std::sync::atomic::Ordering::SeqCst);
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let mut opened = 0;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) && opened < 2_000 {
+            let before = acked.load(std::sync::atomic::Ordering::SeqCst);
+            let history = History::open(&t.path).unwrap();
+            let retired = history.retired_visits();
+            let seqs: Vec<u32> = history.map(|v| tag(&v.unwrap()).2).collect();
+            let after = acked.load(std::sync::atomic::Ordering::SeqCst);
+            // The files hold a run of the newest visits, right after the ones the summary
+            // counts: none missing, none twice, whatever was rotated or retired meanwhile.
+            let want: Vec<u32> = (retired as u32..retired as u32 + seqs.len() as u32).collect();
+            assert_eq!(seqs, want, "retired {retired}");
+            let end = retired + seqs.len() as u64;
+            assert!(
+                end >= u64::from(before) && end <= u64::from(after) + 1,
+                "{before}..{after}: {end}"
+            );
+            let days = History::open(&t.path).unwrap().days().unwrap();
+            assert!(days.values().sum::<u64>() >= end);
+            opened += 1;
+        }
+        assert!(opened > 0);
+    });
+}
+
+#[test]
+fn history_tail_across_segments_yields_n_lines_while_the_live_file_grows() {
+    let t = TempJournal::new();
+    let journal = rotating(&t, 4096);
+    let mut all = visits(0..120);
+    journal.append_batch(&all[..100]).unwrap();
+    journal.append_batch(&all[100..]).unwrap();
+    let live = t.visits().len() as u64;
+    assert_eq!((live, segments(&t.path).len()), (20, 1));
+    let mut history = History::open(&t.path).unwrap();
+    // The tail starts in a segment and takes the whole live file.
+    assert_eq!(history.tail(live + 5).unwrap(), live + 5);
+    // Appended after the tail was placed: not among the last `live + 5` it promised.
+    let more = visits(120..123);
+    journal.append_batch(&more).unwrap();
+    let got: Vec<Visit> = history.map(Result::unwrap).collect();
+    assert_eq!(got, &all[120 - (live as usize + 5)..]);
+    assert_eq!(segments(&t.path).len(), 1, "no rotation meanwhile");
+    all.extend(more);
+    assert_history_is(&t.path, &all);
+}
+
 /// The foreign writer the README shows (Python: `flock`, then `fstat` against `stat`, retry)
 /// appends beside a rotating journal: its lines all land, in order, and none in a segment
 /// after it was sealed.
