@@ -7,6 +7,10 @@
 //! entry per sealed segment: 32 KiB at most each, 4 MiB for a 1 GiB history of 8 MiB segments
 //! (768 KiB for the StatefulSet's 24).
 //!
+//! `main.rs` fills it once at start on a low-priority background thread, so that a restarted
+//! replica answers its peers within their timeout; a `/stats` that comes first counts what is
+//! not counted yet itself.
+//!
 //! Besides, the sum over the current set of sealed segments is kept (with up to
 //! `stats::IP_COUNTERS` addresses), so a warm `/stats` adds only the live file to it; after a
 //! rotation the new segment is added to the sum, and after a retirement the sum is made again

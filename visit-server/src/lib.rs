@@ -45,7 +45,8 @@
 //!    [`csv`]: RFC 4180 fields, and `/visits` rows streamed from a
 //!    [`Reader`](visit_journal::Reader), for `?format=csv`.
 //!
-//! `main.rs` only wires these together.
+//! `main.rs` only wires these together (and starts the background count of the sealed
+//! segments into [`app::App::segments`]).
 //!
 //! # Architecture Invariants
 //!

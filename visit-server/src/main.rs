@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use visit_journal::Options;
 use visit_server::app::{self, App};
@@ -13,6 +13,7 @@ use visit_server::config::{self, Command};
 use visit_server::log::{self, Value};
 use visit_server::server::{self, Limits, Outcome};
 use visit_server::shutdown::Signals;
+use visit_server::stats;
 
 fn main() -> ExitCode {
     let config = match config::parse(std::env::args_os().skip(1), |k| std::env::var_os(k)) {
@@ -117,6 +118,8 @@ fn main() -> ExitCode {
         app.mark_unwritable();
     }
 
+    count_segments_in_background(&app);
+
     let listener = match server::bind(app.config.listen, &limits) {
         Ok(l) => l,
         Err(e) => {
@@ -132,6 +135,62 @@ fn main() -> ExitCode {
     match server::run(listener, app, &limits, &signals) {
         Outcome::Stopped => ExitCode::SUCCESS,
         Outcome::Failed => ExitCode::FAILURE,
+    }
+}
+
+/// Counts the journal's sealed segments once, on one low-priority thread, into the cache that
+/// `/stats` and `/dashboard` read (see `visit_server::counts`), and logs `segments_counted`
+/// when done. Without it a replica restarted with a big history would count it on its first
+/// `/stats` (seconds for a GiB), so its peers' cluster views, which wait `--peer-timeout`
+/// (1 s), would list it as missing until then; with it, they see it within seconds of the
+/// start. Requests never wait for this thread: one that comes first counts what is not
+/// counted yet itself, as without it.
+fn count_segments_in_background(app: &Arc<App>) {
+    if app.journal.stats().sealed_segments == 0 {
+        return;
+    }
+    let app = Arc::clone(app);
+    let spawned = std::thread::Builder::new()
+        .name("count-segments".into())
+        .spawn(move || {
+            lower_priority();
+            let start = Instant::now();
+            match stats::tally_journal(app.journal.path(), &app.segments) {
+                Ok(tally) => log::info(
+                    "segments_counted",
+                    &[
+                        ("segments", (app.segments.len() as u64).into()),
+                        ("visits", tally.summary().visits.into()),
+                        ("duration_s", Value::Seconds(start.elapsed())),
+                    ],
+                ),
+                // Not fatal: the next /stats counts them (and says why it cannot).
+                Err(e) => app::log_journal_error("segments_count_failed", app.journal.path(), &e),
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn(
+            "segments_count_failed",
+            &[(
+                "cause",
+                Value::Display(&format_args!("cannot start a thread: {e}")),
+            )],
+        );
+    }
+}
+
+/// Makes the calling thread the lowest priority (nice 19): on Linux a thread's nice value is
+/// its own, so request workers keep theirs. Elsewhere it does nothing.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let tid = rustix::thread::gettid();
+        if let Err(e) = rustix::process::setpriority_process(Some(tid), 19) {
+            log::warn(
+                "segments_count_priority_failed",
+                &[("cause", Value::Display(&e))],
+            );
+        }
     }
 }
 

@@ -182,3 +182,58 @@ fn the_cluster_view_reads_each_replicas_whole_history() {
         );
     }
 }
+
+#[test]
+fn sealed_segments_are_counted_in_the_background_at_start() {
+    let s = Scratch::new();
+    let file = s.file();
+    let line = |i: usize| {
+        format!(
+            "2026-11-0{}T10:00:00.000+03:00 - 10.0.0.{}\n",
+            1 + i % 3,
+            i % 7
+        )
+    };
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let mut n = 0;
+    for segment in 1..=3 {
+        let text: String = (0..100).map(|i| line(n + i)).collect();
+        n += 100;
+        std::fs::write(
+            file.with_file_name(format!("visits.txt.{segment:06}")),
+            text,
+        )
+        .unwrap();
+    }
+    std::fs::write(&file, (0..10).map(|i| line(n + i)).collect::<String>()).unwrap();
+    let server = Server::start(&file, &["--rotate-size", "1MiB"]);
+    // No request asks for counts: the server counts its sealed segments by itself.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let counted = loop {
+        let found = server.logs().into_iter().find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(&l).ok()?;
+            (v["event"] == "segments_counted").then_some(v)
+        });
+        if let Some(v) = found {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{:#?}", server.logs());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(counted["segments"], 3, "{counted}");
+    assert_eq!(counted["visits"], 310, "{counted}");
+    assert!(counted["duration_s"].as_f64().is_some(), "{counted}");
+    let stats = json(&server, "/stats");
+    assert_eq!(stats["total"]["visits"], 310, "{stats}");
+
+    // A journal without sealed segments has nothing to count in advance.
+    let lone = Scratch::new();
+    let lone_file = lone.file();
+    let server = Server::start(&lone_file, &[]);
+    assert_eq!(json(&server, "/stats")["total"]["visits"], 0);
+    assert!(
+        !server.logs().iter().any(|l| l.contains("segments_counted")),
+        "{:#?}",
+        server.logs()
+    );
+}
