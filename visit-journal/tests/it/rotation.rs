@@ -576,7 +576,6 @@ fn history_tail_across_segments_yields_n_lines_while_the_live_file_grows() {
 /// after it was sealed.
 #[test]
 fn a_foreign_writer_that_rechecks_the_inode_never_writes_a_sealed_segment() {
-    use std::process::{Command, Stdio};
     const FOREIGN: u32 = 300;
     let t = TempJournal::new();
     let journal = rotating(&t, 4096);
@@ -602,12 +601,7 @@ for i in range({FOREIGN}):
 "#,
         path = t.path.to_str().unwrap()
     );
-    let mut python = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("python3 is on every machine this project supports");
+    let mut python = spawn_python(&script);
     let mut ours = 0u32;
     let mut sealed: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     while python.try_wait().unwrap().is_none() || ours < 300 {
