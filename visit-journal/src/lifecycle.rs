@@ -689,10 +689,10 @@ mod journal_tests {
     use crate::dir::faulty::{Fault, FaultyDir, Step};
     use crate::history::History;
     use crate::options::Options;
-    use crate::storage::FileStorage;
-    use crate::storage::faulty::{Faults, FaultyStorage};
+    use crate::storage::faulty::Faults;
     use crate::visit::Visit;
     use crate::writer::Journal;
+    use crate::writer::fixture::Fixture;
     use std::fs;
     use std::io::{BufRead, BufReader};
     use std::net::{IpAddr, Ipv6Addr};
@@ -1008,70 +1008,47 @@ mod journal_tests {
 
     #[test]
     fn a_failed_fsync_before_sealing_poisons_and_seals_nothing() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("visits.txt");
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .unwrap();
-        let faults = Arc::new(Mutex::new(Faults::default()));
-        let storage = Arc::new(FaultyStorage {
-            inner: FileStorage { file },
-            faults: Arc::clone(&faults),
-        });
-        let journal = Journal::with_storage(&path, options(), storage).unwrap();
+        let f = Fixture::with_options(options());
         let mut n = 0;
         let line = visit(0).to_string().len() as u64 + 1;
-        while fs::metadata(&path).unwrap().len() + line <= ROTATE {
-            journal.append(&visit(n)).unwrap();
+        while fs::metadata(&f.path).unwrap().len() + line <= ROTATE {
+            f.journal.append(&visit(n)).unwrap();
             n += 1;
         }
-        faults.lock().unwrap().fail_syncs = 1;
-        let err = journal.append(&visit(n)).unwrap_err();
+        f.faults().fail_syncs = 1;
+        let err = f.journal.append(&visit(n)).unwrap_err();
         assert!(err.is_poisoned(), "{err}");
-        assert!(!segment::segment_path(&path, 1).exists(), "nothing sealed");
-        assert_each_acked_once(&path, n, "failed fsync");
-        journal.reopen().unwrap();
-        journal.append(&visit(n)).unwrap();
-        assert!(segment::segment_path(&path, 1).exists());
-        assert_each_acked_once(&path, n + 1, "failed fsync");
+        assert!(
+            !segment::segment_path(&f.path, 1).exists(),
+            "nothing sealed"
+        );
+        assert_each_acked_once(&f.path, n, "failed fsync");
+        f.journal.reopen().unwrap();
+        f.journal.append(&visit(n)).unwrap();
+        assert!(segment::segment_path(&f.path, 1).exists());
+        assert_each_acked_once(&f.path, n + 1, "failed fsync");
     }
     #[test]
     fn a_batch_left_unsettled_in_a_file_rotated_away_is_never_cut_from_the_sealed_segment() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("visits.txt");
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .unwrap();
-        let faults = Arc::new(Mutex::new(Faults::default()));
-        let storage = Arc::new(FaultyStorage {
-            inner: FileStorage { file },
-            faults: Arc::clone(&faults),
-        });
-        let journal = Journal::with_storage(&path, Options::new(), storage).unwrap();
+        let f = Fixture::new();
         for n in 0..10 {
-            journal.append(&visit(n)).unwrap();
+            f.journal.append(&visit(n)).unwrap();
         }
         // The batch's fsync fails, and so does every attempt to settle it for now: it stays
         // in the file, noted as unsettled, and the handle is poisoned.
         {
-            let mut f = faults.lock().unwrap();
-            f.fail_syncs = 100;
-            f.fail_truncates = 100;
-            f.fail_rewrites = 100;
+            let mut faults = f.faults();
+            faults.fail_syncs = 100;
+            faults.fail_truncates = 100;
+            faults.fail_rewrites = 100;
         }
-        assert!(journal.append(&visit(10)).unwrap_err().is_poisoned());
-        assert!(journal.reopen().is_err(), "cannot settle yet");
+        assert!(f.journal.append(&visit(10)).unwrap_err().is_poisoned());
+        assert!(f.journal.reopen().is_err(), "cannot settle yet");
         // Meanwhile another writer rotates the file away: the unsettled batch is sealed in
         // segment 1, as whole lines.
-        let other = options().rotate_size(100).open(&path).unwrap();
+        let other = options().rotate_size(100).open(&f.path).unwrap();
         other.append(&visit(11)).unwrap();
-        let sealed = segment::segment_path(&path, 1);
+        let sealed = segment::segment_path(&f.path, 1);
         let before = fs::read(&sealed).unwrap();
         let last: Visit = String::from_utf8(before.clone())
             .unwrap()
@@ -1087,16 +1064,16 @@ mod journal_tests {
         );
         // Now the faults clear and the first handle settles: the sealed segment is made
         // durable in place, never cut.
-        *faults.lock().unwrap() = Faults::default();
-        journal.reopen().unwrap();
+        *f.faults() = Faults::default();
+        f.journal.reopen().unwrap();
         assert_eq!(
             fs::read(&sealed).unwrap(),
             before,
             "a sealed segment is final"
         );
-        journal.append(&visit(12)).unwrap();
+        f.journal.append(&visit(12)).unwrap();
         // Everything once, in order: the unacknowledged 10 happens to be on disk, whole.
-        assert_each_acked_once(&path, 13, "settled");
+        assert_each_acked_once(&f.path, 13, "settled");
     }
 
     /// A directory where another writer gets to every other fresh live file first: a rotation

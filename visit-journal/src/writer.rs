@@ -390,31 +390,32 @@ impl Journal {
     }
 }
 
+/// A journal in a fresh temporary directory whose file operations go through
+/// fault-injecting storage: for this module's tests, and for `lifecycle.rs`'s, which fail an
+/// fsync or a settle around a rotation the same way.
 #[cfg(test)]
-mod tests {
-    //! Faults injected through the same `Storage` seam production uses.
-
-    use super::*;
-    use crate::error::Op;
-    use crate::locked::PROBE;
+pub(crate) mod fixture {
+    use super::{Journal, Options};
     use crate::storage::FileStorage;
-    use crate::storage::faulty::{Faults, FaultyStorage, Gate};
+    use crate::storage::faulty::{Faults, FaultyStorage};
     use std::fs::{self, OpenOptions};
-    use std::io;
-    use std::sync::Mutex;
-    use std::time::{Duration, Instant};
+    use std::path::PathBuf;
+    use std::sync::{Arc, Mutex, MutexGuard};
 
-    const ENOSPC: i32 = 28;
-
-    struct Fixture {
+    pub(crate) struct Fixture {
         _dir: tempfile::TempDir,
-        path: PathBuf,
+        pub(crate) path: PathBuf,
         faults: Arc<Mutex<Faults>>,
-        journal: Journal,
+        pub(crate) journal: Journal,
     }
 
     impl Fixture {
-        fn new() -> Fixture {
+        /// With the default options.
+        pub(crate) fn new() -> Fixture {
+            Fixture::with_options(Options::new())
+        }
+
+        pub(crate) fn with_options(options: Options) -> Fixture {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("visits.txt");
             let file = OpenOptions::new()
@@ -428,7 +429,7 @@ mod tests {
                 inner: FileStorage { file },
                 faults: Arc::clone(&faults),
             });
-            let journal = Journal::with_storage(&path, Options::new(), storage).unwrap();
+            let journal = Journal::with_storage(&path, options, storage).unwrap();
             Fixture {
                 _dir: dir,
                 path,
@@ -437,14 +438,31 @@ mod tests {
             }
         }
 
-        fn faults(&self) -> std::sync::MutexGuard<'_, Faults> {
+        /// The faults to inject from now on, and the log of storage calls so far.
+        pub(crate) fn faults(&self) -> MutexGuard<'_, Faults> {
             self.faults.lock().unwrap()
         }
 
-        fn contents(&self) -> String {
+        pub(crate) fn contents(&self) -> String {
             fs::read_to_string(&self.path).unwrap()
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Faults injected through the same `Storage` seam production uses.
+
+    use super::fixture::Fixture;
+    use super::*;
+    use crate::error::Op;
+    use crate::locked::PROBE;
+    use crate::storage::faulty::{Faults, Gate};
+    use std::fs::OpenOptions;
+    use std::io;
+    use std::time::{Duration, Instant};
+
+    const ENOSPC: i32 = 28;
 
     fn visit(n: u8) -> Visit {
         format!("2026-11-26T10:44:36.123+03:00 - 10.0.0.{n}")

@@ -2,7 +2,7 @@
 
 use std::fs::{self, File};
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use visit_journal::{Error, Journal, Op, Options, Reader, Visit};
@@ -210,12 +210,7 @@ with open({path:?}, "ab", buffering=0) as f:
 "#,
                 path = t.path.to_str().unwrap()
             );
-            let mut python = Command::new("python3")
-                .arg("-c")
-                .arg(&script)
-                .stdin(Stdio::null())
-                .spawn()
-                .expect("python3 is on every machine this project supports");
+            let mut python = spawn_python(&script);
             std::thread::scope(|s| {
                 for thread in 0..4u16 {
                     let journal = &journal;

@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use visit_journal::{Journal, Op, Reader, Visit};
 
@@ -41,27 +41,30 @@ fn child_fills_its_file_size_limit() {
     println!("never failed");
 }
 
+/// Runs the child entry point `test` of this binary, with `env` naming `t`'s journal, under
+/// `ulimit -f blocks` (blocks of 512 bytes), and waits for it. An ignored SIGXFSZ stays
+/// ignored across exec, so a write past the limit fails with EFBIG instead of killing the
+/// child.
+fn under_file_size_limit(blocks: u32, test: &str, env: &str, t: &TempJournal) -> Output {
+    let exe = std::env::current_exe().unwrap();
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            r#"ulimit -f {blocks} && trap '' XFSZ && exec "$0" "$@""#
+        ))
+        .arg(exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1", "-q"])
+        .env(env, &t.path)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn a_file_size_limit_rolls_back_and_keeps_every_acknowledged_visit() {
     let t = TempJournal::new();
-    // `ulimit -f 8`: 8 blocks of 512 bytes. An ignored SIGXFSZ stays ignored across exec, so
-    // the write fails with EFBIG instead of killing the process.
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(r#"ulimit -f 8 && trap '' XFSZ && exec "$0" "$@""#)
-        .arg(exe)
-        .args([
-            "faults::child_fills_its_file_size_limit",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-            "-q",
-        ])
-        .env(CHILD_ENV, &t.path)
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
+    // 8 blocks: 4 KiB.
+    let out = under_file_size_limit(8, "faults::child_fills_its_file_size_limit", CHILD_ENV, &t);
     assert!(out.status.success());
     let stdout = String::from_utf8(out.stdout).unwrap();
     let acked = stdout.lines().filter(|l| l.starts_with("acked ")).count();
@@ -367,23 +370,13 @@ fn child_rotates_into_its_file_size_limit() {
 #[test]
 fn a_rotation_whose_batch_fails_still_runs_retention() {
     let t = TempJournal::new();
-    let exe = std::env::current_exe().unwrap();
-    // `ulimit -f 16`: 8 KiB, less than the third batch.
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(r#"ulimit -f 16 && trap '' XFSZ && exec "$0" "$@""#)
-        .arg(exe)
-        .args([
-            "faults::child_rotates_into_its_file_size_limit",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-            "-q",
-        ])
-        .env(ROTATING_CHILD_ENV, &t.path)
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
+    // 16 blocks: 8 KiB, less than the third batch.
+    let out = under_file_size_limit(
+        16,
+        "faults::child_rotates_into_its_file_size_limit",
+        ROTATING_CHILD_ENV,
+        &t,
+    );
     assert!(out.status.success());
     let stdout = String::from_utf8(out.stdout).unwrap();
     // The third batch sealed a second segment, which put the sealed total over the retain

@@ -165,11 +165,9 @@ proptest! {
     fn any_sequence_of_appends_and_rotations_reads_back_exactly(
         steps in prop::collection::vec(any_step(), 1..40)
     ) {
-        use visit_journal::{History, Options};
+        use visit_journal::History;
         let t = TempJournal::new();
-        let open = |rotate, retain| {
-            Options::new().sync(false).rotate_size(rotate).retain_size(retain).open(&t.path).unwrap()
-        };
+        let open = |rotate, retain| crate::rotation::retaining(&t, rotate, retain);
         let mut journal = open(200, 0);
         let mut all: Vec<Visit> = Vec::new();
         for step in &steps {

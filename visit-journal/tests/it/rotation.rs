@@ -82,12 +82,27 @@ pub fn assert_history_is(path: &Path, all: &[Visit]) {
     assert_eq!(History::open(path).unwrap().days().unwrap(), per_day(all));
 }
 
+/// A journal without fsync that rotates at `rotate` bytes and keeps every sealed segment.
 fn rotating(t: &TempJournal, rotate: u64) -> Journal {
+    retaining(t, rotate, 0)
+}
+
+/// A journal without fsync that rotates at `rotate` bytes and retires the oldest sealed
+/// segments while they hold more than `retain` bytes (0: none).
+pub fn retaining(t: &TempJournal, rotate: u64, retain: u64) -> Journal {
     Options::new()
         .sync(false)
         .rotate_size(rotate)
+        .retain_size(retain)
         .open(&t.path)
         .unwrap()
+}
+
+/// Appends `visits` as batches of `chunk` records (the last one may be shorter).
+fn append_in_chunks(journal: &Journal, visits: &[Visit], chunk: usize) {
+    for batch in visits.chunks(chunk) {
+        journal.append_batch(batch).unwrap();
+    }
 }
 
 #[test]
@@ -166,16 +181,9 @@ fn the_live_file_is_rotated_only_when_it_holds_a_record() {
 #[test]
 fn retention_by_size_deletes_the_oldest_and_counts_them_in_the_summary() {
     let t = TempJournal::new();
-    let journal = Options::new()
-        .sync(false)
-        .rotate_size(4096)
-        .retain_size(3 * 4096)
-        .open(&t.path)
-        .unwrap();
+    let journal = retaining(&t, 4096, 3 * 4096);
     let all = visits(0..2000);
-    for chunk in all.chunks(7) {
-        journal.append_batch(chunk).unwrap();
-    }
+    append_in_chunks(&journal, &all, 7);
     let segs = segments(&t.path);
     let sealed: u64 = segs.iter().map(|s| fs::metadata(s).unwrap().len()).sum();
     assert!(
@@ -216,9 +224,7 @@ fn retention_by_age_keeps_segments_with_recent_visits() {
         .collect();
     journal.append_batch(&old).unwrap();
     let recent: Vec<Visit> = (0..300).map(|s| tagged(0, 0, s)).collect();
-    for chunk in recent.chunks(50) {
-        journal.append_batch(chunk).unwrap();
-    }
+    append_in_chunks(&journal, &recent, 50);
     let all: Vec<Visit> = old.iter().chain(&recent).copied().collect();
     assert_eq!(History::open(&t.path).unwrap().retired_visits(), 300);
     assert_history_is(&t.path, &all);
@@ -230,9 +236,7 @@ fn retention_runs_when_a_writer_opens_the_journal() {
     let all = visits(0..1000);
     rotating(&t, 4096).append_batch(&all[..500]).unwrap();
     let journal = rotating(&t, 4096);
-    for chunk in all[500..].chunks(10) {
-        journal.append_batch(chunk).unwrap();
-    }
+    append_in_chunks(&journal, &all[500..], 10);
     drop(journal);
     let before = segments(&t.path).len();
     assert!(before >= 3);
@@ -249,16 +253,9 @@ fn retention_runs_when_a_writer_opens_the_journal() {
 #[test]
 fn segment_numbers_are_never_reused_after_every_segment_was_retired() {
     let t = TempJournal::new();
-    let journal = Options::new()
-        .sync(false)
-        .rotate_size(4096)
-        .retain_size(1)
-        .open(&t.path)
-        .unwrap();
+    let journal = retaining(&t, 4096, 1);
     let all = visits(0..500);
-    for chunk in all.chunks(20) {
-        journal.append_batch(chunk).unwrap();
-    }
+    append_in_chunks(&journal, &all, 20);
     assert!(segments(&t.path).is_empty());
     let summary = fs::read_to_string(t.dir.path().join("visits.txt.summary")).unwrap();
     let folded: u64 = summary.lines().next().unwrap()["# folded through ".len()..]
@@ -286,7 +283,7 @@ fn a_writer_whose_file_was_rotated_away_reopens_and_appends_to_the_live_file() {
     // Two handles: one rotates; the other was opened before and would, without the inode
     // check, write into the sealed segment.
     let rotator = rotating(&t, 4096);
-    let other = Options::new().sync(false).open(&t.path).unwrap();
+    let other = t.open_fast();
     let mut all = Vec::new();
     while segments(&t.path).is_empty() {
         let v = visit(all.len() as u32);
@@ -357,9 +354,7 @@ fn history_tail_reads_across_segments() {
     let t = TempJournal::new();
     let journal = rotating(&t, 4096);
     let all = visits(0..1000);
-    for chunk in all.chunks(13) {
-        journal.append_batch(chunk).unwrap();
-    }
+    append_in_chunks(&journal, &all, 13);
     for n in [0, 1, 5, 90, 97, 98, 99, 100, 250, 999, 1000, 1001, 5000] {
         let mut history = History::open(&t.path).unwrap();
         let left = history.tail(n).unwrap();
@@ -455,16 +450,9 @@ fn corrupt_lines_in_segments_are_reported_with_their_file() {
 #[test]
 fn history_files_name_their_segments_for_callers_that_keep_counts() {
     let t = TempJournal::new();
-    let journal = Options::new()
-        .sync(false)
-        .rotate_size(4096)
-        .retain_size(2 * 4096)
-        .open(&t.path)
-        .unwrap();
+    let journal = retaining(&t, 4096, 2 * 4096);
     let all = visits(0..600);
-    for chunk in all.chunks(30) {
-        journal.append_batch(chunk).unwrap();
-    }
+    append_in_chunks(&journal, &all, 30);
     let history = History::open(&t.path).unwrap();
     let retired: u64 = history.retired_days().values().sum();
     assert_eq!(retired, history.retired_visits());
@@ -526,12 +514,7 @@ fn a_segment_number_past_the_largest_is_refused_not_wrapped() {
 #[test]
 fn a_history_opened_while_a_writer_rotates_and_retires_counts_each_visit_once() {
     let t = TempJournal::new();
-    let journal = Options::new()
-        .sync(false)
-        .rotate_size(4096)
-        .retain_size(2 * 4096)
-        .open(&t.path)
-        .unwrap();
+    let journal = retaining(&t, 4096, 2 * 4096);
     let acked = std::sync::atomic::AtomicU32::new(0);
     let done = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
@@ -593,14 +576,9 @@ fn history_tail_across_segments_yields_n_lines_while_the_live_file_grows() {
 /// after it was sealed.
 #[test]
 fn a_foreign_writer_that_rechecks_the_inode_never_writes_a_sealed_segment() {
-    use std::process::{Command, Stdio};
     const FOREIGN: u32 = 300;
     let t = TempJournal::new();
-    let journal = Options::new()
-        .sync(false)
-        .rotate_size(4096)
-        .open(&t.path)
-        .unwrap();
+    let journal = rotating(&t, 4096);
     let script = format!(
         r#"
 import fcntl, os
@@ -623,12 +601,7 @@ for i in range({FOREIGN}):
 "#,
         path = t.path.to_str().unwrap()
     );
-    let mut python = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("python3 is on every machine this project supports");
+    let mut python = spawn_python(&script);
     let mut ours = 0u32;
     let mut sealed: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     while python.try_wait().unwrap().is_none() || ours < 300 {

@@ -126,6 +126,16 @@ pub fn tag(v: &Visit) -> (u16, u16, u32) {
     }
 }
 
+/// Starts `python3 -c script`, stdin closed: the foreign writer of a test.
+pub fn spawn_python(script: &str) -> Child {
+    Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("python3 is on every machine this project supports")
+}
+
 /// Re-executes this test binary to run the `#[test]` named `test` (a child entry point) with
 /// `env` set, its stdout piped.
 pub fn spawn_child(test: &str, env: &[(&str, String)]) -> Child {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::{
-    Response, Scratch, Server, free_ports, ips, journal_lines, source, visit_from,
+    Response, Scratch, Server, free_ports, ips, journal_lines, source, start_replicas, visit_from,
 };
 
 /// Generous on a loaded 2-core machine: a cluster answer must come within the peer timeout
@@ -28,19 +28,8 @@ struct Cluster {
 
 impl Cluster {
     fn start(n: usize, extra: &[String], args: &[&str]) -> Cluster {
-        let ports = free_ports(n);
-        let mut peers: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        peers.extend_from_slice(extra);
-        let peers = peers.join(",");
         let dirs: Vec<Scratch> = (0..n).map(|_| Scratch::new()).collect();
-        let servers = (0..n)
-            .map(|i| {
-                let name = format!("visit-server-{i}");
-                let mut a = vec!["--name", &name, "--peers", &peers];
-                a.extend_from_slice(args);
-                Server::start_on(&format!("127.0.0.1:{}", ports[i]), &dirs[i].file(), &a)
-            })
-            .collect();
+        let servers = start_replicas(&dirs, extra, args);
         Cluster { dirs, servers }
     }
 

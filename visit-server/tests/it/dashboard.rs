@@ -10,8 +10,8 @@ use std::thread;
 use serde_json::Value;
 
 use crate::support::{
-    IO_TIMEOUT, Response, Scratch, Server, connect, exchange, free_ports, journal_lines,
-    read_until_closed, source, visit_from,
+    IO_TIMEOUT, Response, Scratch, Server, connect, exchange, journal_lines, read_until_closed,
+    source, start_replicas, visit_from,
 };
 
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:";
@@ -133,22 +133,11 @@ fn seed(file: &std::path::Path, days: u32, per_day: impl Fn(u32) -> u32, ip: &st
 
 #[test]
 fn dashboard_charts_every_replica_as_stats_counts_them_and_names_the_stopped_one() {
-    let ports = free_ports(3);
-    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let peers = addrs.join(",");
     let dirs: Vec<Scratch> = (0..3).map(|_| Scratch::new()).collect();
     seed(&dirs[0].file(), 40, |d| d % 7 + 1, "10.0.0.1");
     seed(&dirs[1].file(), 20, |d| d % 3 + 1, "10.0.0.2");
-    let mut servers: Vec<Server> = (0..3)
-        .map(|i| {
-            let name = format!("visit-server-{i}");
-            Server::start_on(
-                &addrs[i],
-                &dirs[i].file(),
-                &["--name", &name, "--peers", &peers],
-            )
-        })
-        .collect();
+    let mut servers = start_replicas(&dirs, &[], &[]);
+    let addrs: Vec<String> = servers.iter().map(|s| s.addr.to_string()).collect();
     for i in 0..12 {
         assert!(visit_from(source(300 + i), servers[i as usize % 3].addr).unwrap());
     }

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::support::{Response, Scratch, Server, free_ports, source, visit_from};
+use crate::support::{Response, Scratch, Server, source, start_replicas, visit_from};
 
 /// Parses `body` with Python's `csv.reader` (strict: a malformed field is an error).
 fn parse_csv(body: &[u8]) -> Vec<Vec<String>> {
@@ -98,20 +98,8 @@ fn visits_csv_keeps_each_time_as_written_and_leaves_out_corrupt_lines() {
 
 #[test]
 fn cluster_csv_names_each_rows_replica_and_stats_csv_equals_its_json() {
-    let ports = free_ports(2);
-    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let peers = addrs.join(",");
     let dirs: Vec<Scratch> = (0..2).map(|_| Scratch::new()).collect();
-    let servers: Vec<Server> = (0..2)
-        .map(|i| {
-            let name = format!("visit-server-{i}");
-            Server::start_on(
-                &addrs[i],
-                &dirs[i].file(),
-                &["--name", &name, "--peers", &peers],
-            )
-        })
-        .collect();
+    let servers = start_replicas(&dirs, &[], &[]);
     for i in 0..5 {
         assert!(visit_from(source(600 + i), servers[i as usize % 2].addr).unwrap());
     }

@@ -414,6 +414,25 @@ pub fn free_ports(n: usize) -> Vec<u16> {
     panic!("no {n} free ports below {ephemeral}");
 }
 
+/// Starts replicas `visit-server-0..`, one on each journal of `dirs`, on reserved loopback
+/// ports ([`free_ports`]), each listing every replica's address (its own included) and then
+/// the `extra` peers with `--peers`, and given `args` too.
+pub fn start_replicas(dirs: &[Scratch], extra: &[String], args: &[&str]) -> Vec<Server> {
+    let ports = free_ports(dirs.len());
+    let mut peers: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    peers.extend_from_slice(extra);
+    let peers = peers.join(",");
+    dirs.iter()
+        .enumerate()
+        .map(|(i, dir)| {
+            let name = format!("visit-server-{i}");
+            let mut a = vec!["--name", &name, "--peers", &peers];
+            a.extend_from_slice(args);
+            Server::start_on(&format!("127.0.0.1:{}", ports[i]), &dir.file(), &a)
+        })
+        .collect()
+}
+
 /// A distinct loopback source address for request number `i` (127.1.0.1, 127.1.0.2, ...).
 pub fn source(i: u32) -> Ipv4Addr {
     let n = 0x7f01_0001 + i;
