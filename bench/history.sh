@@ -28,15 +28,6 @@ results=$(mktemp)
 . "$root/bench/lib.sh"
 prepare
 
-sample_rss() { # pid out stop
-    local pid=$1 out=$2 stop=$3 peak=0 r
-    while [ ! -e "$stop" ]; do
-        r=$(rss_kb "$pid" 2>/dev/null || echo 0)
-        [ "$r" -gt "$peak" ] && peak=$r
-        sleep 0.02
-    done
-    echo "$peak" > "$out"
-}
 
 note "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), kernel $(uname -r), $(df -T "$work" | awk 'NR==2 {print $2" on "$1}')"
 note "writing a ${gib} GiB history"
@@ -110,7 +101,7 @@ for format in text json; do
     for _ in 1 2 3 4 5; do
         first+="$(curl -fsS -o /dev/null -r 0-0 --max-time 60 -w '%{time_starttransfer}' "$url/visits?format=$format" 2>/dev/null || true)"$'\n'
     done
-    sample_rss "$srv" "$work/rss" "$work/rss.stop" &
+    sample_rss "$srv" "$work/rss" "$work/rss.stop" 0.02 &
     sampler=$!
     start=$(date +%s.%N)
     got=$(curl -fsS --max-time 300 -o /dev/null -w '%{size_download}' "$url/visits?format=$format")
@@ -130,7 +121,7 @@ say "stats_warm_ms $(ms "$(median <<<"${warm%$'\n'}")")"
 say "stats_total_visits $(curl -fsS "$url/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"]["visits"])')"
 say "server_rss_after_stats_kb $(rss_kb "$srv")"
 # /visits again, with the sealed segments' counts kept.
-sample_rss "$srv" "$work/rss" "$work/rss.stop" &
+sample_rss "$srv" "$work/rss" "$work/rss.stop" 0.02 &
 sampler=$!
 curl -fsS --max-time 300 -o /dev/null "$url/visits"
 touch "$work/rss.stop"; wait "$sampler"
@@ -157,7 +148,7 @@ t0=$(date +%s.%N)
 start_one solo "$port" "$work/h" "" "$work/solo.log"; srv=$started
 url="http://127.0.0.1:$port"
 wait_http "$url/readyz"
-sample_rss "$srv" "$work/rss" "$work/rss.stop" &
+sample_rss "$srv" "$work/rss" "$work/rss.stop" 0.02 &
 sampler=$!
 t=$(curl -fsS -o "$work/page.html" --max-time 120 -w '%{time_total}' "$url/dashboard")
 dashboard_ok "$work/page.html" || { note "no chart in the cold /dashboard"; exit 1; }
@@ -184,15 +175,19 @@ ports=()
 for i in 0 1 2; do ports+=("$(free_port)"); done
 peers=$(printf '127.0.0.1:%s,' "${ports[@]}")
 peers=${peers%,}
+# Starts the three replicas (into $replica_pids), notes the time in $t0, waits until each is ready.
+start_replicas() {
+    t0=$(date +%s.%N)
+    for i in 0 1 2; do
+        start_one "visit-server-$i" "${ports[i]}" "${dirs[i]}" "$peers" "$work/r$i.log"
+        replica_pids+=("$started")
+    done
+    for i in 0 1 2; do wait_http "http://127.0.0.1:${ports[i]}/readyz"; done
+}
 replica_pids=()
-t0=$(date +%s.%N)
-for i in 0 1 2; do
-    start_one "visit-server-$i" "${ports[i]}" "${dirs[i]}" "$peers" "$work/r$i.log"
-    replica_pids+=("$started")
-done
-for i in 0 1 2; do wait_http "http://127.0.0.1:${ports[i]}/readyz"; done
+start_replicas
 url="http://127.0.0.1:${ports[0]}"
-sample_rss "${replica_pids[0]}" "$work/rss" "$work/rss.stop" &
+sample_rss "${replica_pids[0]}" "$work/rss" "$work/rss.stop" 0.02 &
 sampler=$!
 page_figures() { # html: "answered missing"
     python3 - "$1" <<'PY'
@@ -257,12 +252,7 @@ say "cluster_total_visits $(python3 -c 'import json,sys; print(json.load(sys.std
 # the background: the first /dashboard then needs no slow count anywhere.
 for p in "${replica_pids[@]}"; do kill "$p"; wait "$p" 2>/dev/null || true; done
 replica_pids=()
-t0=$(date +%s.%N)
-for i in 0 1 2; do
-    start_one "visit-server-$i" "${ports[i]}" "${dirs[i]}" "$peers" "$work/r$i.log"
-    replica_pids+=("$started")
-done
-for i in 0 1 2; do wait_http "http://127.0.0.1:${ports[i]}/readyz"; done
+start_replicas
 for i in 0 1 2; do
     say "restart_replica_${i}_segments_counted_after_start_ms $(counted_after "$work/r$i.log" "$t0")"
 done

@@ -24,7 +24,7 @@ seed_app=${SEED_APP:-$root/../shared/anchors/seed_app.py}
 big_mb=${BIG_MB:-256}
 
 results=${BENCH_RESULTS:-$(mktemp)}
-# say, get, note, prepare, free_port, wait_http, rss_kb, to_ms, median, load.
+# say, get, note, prepare, free_port, wait_http, rss_kb, sample_rss, to_ms, median, load.
 # shellcheck source=bench/lib.sh
 . "$root/bench/lib.sh"
 
@@ -49,17 +49,6 @@ if [ -n "${BENCH_PROXIED_INNER:-}" ]; then
 else
     prepare
 fi
-
-# Samples the peak RSS of pid $1 into file $2 until file $3 exists.
-sample_rss() {
-    local pid=$1 out=$2 stop=$3 peak=0 r
-    while [ ! -e "$stop" ]; do
-        r=$(rss_kb "$pid" 2>/dev/null || echo 0)
-        [ "$r" -gt "$peak" ] && peak=$r
-        sleep 0.05
-    done
-    echo "$peak" > "$out"
-}
 
 # Two seconds of load before measuring, the same for both servers: both pools of threads
 # start cold, and tiny_http's starts a burst of new connections slowly (see visit-server's

@@ -1,4 +1,4 @@
-# Helpers shared by the benchmarks (bench/http.sh, bench/cluster.sh); sourced, not run.
+# Helpers shared by the benchmarks (bench/http.sh, bench/cluster.sh, bench/history.sh); sourced, not run.
 # The caller sets $results (a file collecting `name value` lines), $duration and $runs.
 
 say() { printf '%s\n' "$*" | tee -a "$results"; }
@@ -33,6 +33,18 @@ wait_http() { # url
 }
 
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# Samples the peak RSS of pid $1 into file $2 until file $3 exists, every $4 seconds
+# (default 0.05).
+sample_rss() {
+    local pid=$1 out=$2 stop=$3 every=${4:-0.05} peak=0 r
+    while [ ! -e "$stop" ]; do
+        r=$(rss_kb "$pid" 2>/dev/null || echo 0)
+        [ "$r" -gt "$peak" ] && peak=$r
+        sleep "$every"
+    done
+    echo "$peak" > "$out"
+}
 
 # Converts wrk's latency (e.g. 812.00us, 1.23ms, 1.01s) to milliseconds.
 to_ms() {
