@@ -61,11 +61,16 @@ impl TempJournal {
 
     /// The visits, failing the test on any error.
     pub fn visits(&self) -> Vec<Visit> {
-        self.read()
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|e| panic!("unexpected error: {e}")))
-            .collect()
+        visits_at(&self.path)
     }
+}
+
+/// The visits of the journal at `path`, failing the test on any error.
+pub fn visits_at(path: &Path) -> Vec<Visit> {
+    read_all(path)
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| panic!("unexpected error: {e}")))
+        .collect()
 }
 
 pub fn read_all(path: &Path) -> Vec<Result<Visit, String>> {
