@@ -28,6 +28,15 @@ results=$(mktemp)
 . "$root/bench/lib.sh"
 prepare
 
+# The median time_total, in seconds, of 7 requests for $2, each body written to $1.
+median_of_7() {
+    local times=""
+    for _ in 1 2 3 4 5 6 7; do
+        times+="$(curl -fsS -o "$1" -w '%{time_total}' "$2")"$'\n'
+    done
+    median <<<"${times%$'\n'}"
+}
+
 
 note "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), kernel $(uname -r), $(df -T "$work" | awk 'NR==2 {print $2" on "$1}')"
 note "writing a ${gib} GiB history"
@@ -113,11 +122,8 @@ for format in text json; do
     say "visits_${format}_peak_rss_kb $(cat "$work/rss")"
     rm -f "$work/rss" "$work/rss.stop"
 done
-warm=""
-for _ in 1 2 3 4 5 6 7; do
-    warm+="$(curl -fsS -o /dev/null -w '%{time_total}' "$url/stats")"$'\n'
-done
-say "stats_warm_ms $(ms "$(median <<<"${warm%$'\n'}")")"
+warm=$(median_of_7 /dev/null "$url/stats")
+say "stats_warm_ms $(ms "$warm")"
 say "stats_total_visits $(curl -fsS "$url/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"]["visits"])')"
 say "server_rss_after_stats_kb $(rss_kb "$srv")"
 # /visits again, with the sealed segments' counts kept.
@@ -128,11 +134,8 @@ touch "$work/rss.stop"; wait "$sampler"
 say "visits_text_after_stats_peak_rss_kb $(cat "$work/rss")"
 rm -f "$work/rss" "$work/rss.stop"
 
-tail=""
-for _ in 1 2 3 4 5 6 7; do
-    tail+="$(curl -fsS -o /dev/null -w '%{time_total}' "$url/visits?limit=1000")"$'\n'
-done
-say "visits_limit_1000_ms $(ms "$(median <<<"${tail%$'\n'}")")"
+tail=$(median_of_7 /dev/null "$url/visits?limit=1000")
+say "visits_limit_1000_ms $(ms "$tail")"
 [ "$(curl -fsS "$url/visits" | cmp -s - <(cd "$work/h" && cat visits.txt.[0-9]* visits.txt) && echo same)" = same ] \
     || { note "MISMATCH: /visits differs from cat visits.txt.[0-9]* visits.txt"; exit 1; }
 say "visits_text_equals_cat 1"
@@ -153,12 +156,9 @@ sampler=$!
 t=$(curl -fsS -o "$work/page.html" --max-time 120 -w '%{time_total}' "$url/dashboard")
 dashboard_ok "$work/page.html" || { note "no chart in the cold /dashboard"; exit 1; }
 say "dashboard_cold_ms $(ms "$t")"
-warm=""
-for _ in 1 2 3 4 5 6 7; do
-    warm+="$(curl -fsS -o "$work/page.html" -w '%{time_total}' "$url/dashboard")"$'\n'
-done
+warm=$(median_of_7 "$work/page.html" "$url/dashboard")
 touch "$work/rss.stop"; wait "$sampler"
-say "dashboard_warm_ms $(ms "$(median <<<"${warm%$'\n'}")")"
+say "dashboard_warm_ms $(ms "$warm")"
 say "dashboard_bytes $(wc -c < "$work/page.html")"
 say "dashboard_peak_rss_kb $(cat "$work/rss")"
 rm -f "$work/rss" "$work/rss.stop"
@@ -215,12 +215,9 @@ say "cluster_dashboard_complete_after_start_ms $complete"
 for i in 0 1 2; do
     say "cluster_replica_${i}_segments_counted_after_start_ms $(counted_after "$work/r$i.log" "$t0")"
 done
-warm=""
-for _ in 1 2 3 4 5 6 7; do
-    warm+="$(curl -fsS -o "$work/page.html" -w '%{time_total}' "$url/dashboard")"$'\n'
-done
+warm=$(median_of_7 "$work/page.html" "$url/dashboard")
 touch "$work/rss.stop"; wait "$sampler"
-say "cluster_dashboard_warm_ms $(ms "$(median <<<"${warm%$'\n'}")")"
+say "cluster_dashboard_warm_ms $(ms "$warm")"
 say "cluster_dashboard_peak_rss_kb $(cat "$work/rss")"
 rm -f "$work/rss" "$work/rss.stop"
 # The warm page's figures against /stats?scope=cluster: every bar's count is that replica's
