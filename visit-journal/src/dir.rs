@@ -67,18 +67,21 @@ impl FileKey {
 /// non-blocking (a FIFO would otherwise wait for a writer, with the journal's lock held) and
 /// the type is checked on the open file, so nothing swapped in between is read either.
 ///
+/// Returns the file with its metadata (taken from the open file, so it is the file's).
+///
 /// # Errors
 ///
 /// The open's error (`NotFound` if there is nothing at `path`), or `InvalidInput` naming the
 /// type of what is there (`not a regular file (a FIFO)`).
-pub(crate) fn open_regular(path: &Path) -> io::Result<File> {
+pub(crate) fn open_regular(path: &Path) -> io::Result<(File, fs::Metadata)> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)?;
-    let kind = file.metadata()?.file_type();
+    let meta = file.metadata()?;
+    let kind = meta.file_type();
     if kind.is_file() {
-        return Ok(file);
+        return Ok((file, meta));
     }
     let what = if kind.is_dir() {
         "a directory"
@@ -220,7 +223,7 @@ impl Dir for RealDir {
     }
 
     fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
-        let Some(mut file) = found(open_regular(path))? else {
+        let Some((mut file, _)) = found(open_regular(path))? else {
             return Ok(None);
         };
         let mut bytes = Vec::new();

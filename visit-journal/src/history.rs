@@ -582,12 +582,11 @@ const SET_ASIDE: &str = "set aside by retention: it had a segment's name but cou
 /// its identity; `None` if it is not there. The end of a file that still `grows` (the live
 /// one) is taken now.
 fn open_part(path: &Path, grows: bool) -> Result<Option<(Part, FileId)>> {
-    let file = match dir::open_regular(path) {
-        Ok(file) => file,
+    let (file, meta) = match dir::open_regular(path) {
+        Ok(opened) => opened,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(Op::Open, path, e)),
     };
-    let meta = file.metadata().map_err(|e| Error::io(Op::Stat, path, e))?;
     let part = Part {
         segment: None,
         key: (!grows).then(|| FileKey::of(&meta)),

@@ -508,15 +508,12 @@ impl Lifecycle {
         if !s.regular {
             return Ok(None);
         }
-        let file = match dir::open_regular(&s.path) {
-            Ok(file) => file,
+        let (file, meta) = match dir::open_regular(&s.path) {
+            Ok(opened) => opened,
             Err(e) if dir::is_unusable(&e) => return Ok(None),
             Err(e) => return Err(Error::io(Op::Open, &s.path, e)),
         };
-        let key = file
-            .metadata()
-            .map(|m| FileKey::of(&m))
-            .map_err(|e| Error::io(Op::Stat, &s.path, e))?;
+        let key = FileKey::of(&meta);
         if let Some(tally) = self.counters.cache.get(&key) {
             return Ok(Some(tally));
         }

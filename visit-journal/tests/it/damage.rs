@@ -119,6 +119,17 @@ fn a_summary_whose_first_line_does_not_parse_pauses_rotation_not_recording() {
         "{:?}",
         journal.stats()
     );
+    drop(journal);
+    // Durably: a paused rotation costs no fdatasync of its own (it used to sync the live
+    // file under the lock before finding that it had no number, at every batch).
+    let journal = Options::new()
+        .rotate_size(ROTATE)
+        .retain_size(2 * ROTATE)
+        .open(&t.path)
+        .unwrap();
+    append_days(&journal, 23, 0..50);
+    let stats = journal.stats();
+    assert_eq!(stats.syncs, stats.batches, "{stats:?}");
 }
 
 #[test]
@@ -326,4 +337,87 @@ fn a_readiness_probe_retries_a_pending_retention() {
     std::thread::sleep(Duration::from_millis(1100));
     journal.check_writable().unwrap();
     assert!(segments(&t.path).len() <= 3, "{:?}", names(t.dir.path()));
+}
+
+const UNREADABLE_CHILD: &str = "VISIT_JOURNAL_UNREADABLE_CHILD";
+
+/// A file with a segment's name that this process may not read (root reads everything, so as
+/// root the test runs again as `nobody`, through `setpriv`).
+#[test]
+fn an_unreadable_file_with_a_segments_name_is_skipped_and_set_aside() {
+    let t = TempJournal::new();
+    if !is_root() {
+        return unreadable_segment(&t.path);
+    }
+    std::os::unix::fs::chown(t.dir.path(), Some(65534), Some(65534)).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(exe)
+        .args([
+            "damage::unreadable_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
+        .env(UNREADABLE_CHILD, &t.path)
+        .output()
+        .expect("setpriv (util-linux) runs the child as nobody");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("unreadable: ok"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Child entry point of the test above: a no-op unless its parent set `UNREADABLE_CHILD`.
+#[test]
+fn unreadable_child() {
+    let Ok(path) = std::env::var(UNREADABLE_CHILD) else {
+        return;
+    };
+    unreadable_segment(Path::new(&path));
+    println!("unreadable: ok");
+}
+
+fn unreadable_segment(path: &Path) {
+    let options = Options::new()
+        .sync(false)
+        .rotate_size(ROTATE)
+        .retain_size(3 * ROTATE);
+    let journal = options.open(path).unwrap();
+    let first = append_days(&journal, 20, 0..150);
+    let seg = path.with_file_name("visits.txt.000001");
+    let in_first = fs::read_to_string(&seg).unwrap().lines().count();
+    fs::set_permissions(&seg, fs::Permissions::from_mode(0o000)).unwrap();
+    assert!(
+        fs::File::open(&seg).is_err(),
+        "the test needs a file it cannot read"
+    );
+    // Readers skip it and say so.
+    let history = History::open(path).unwrap();
+    assert_eq!(history.damaged().len(), 1);
+    assert_eq!(history.damaged()[0].file_name(), "visits.txt.000001");
+    assert!(history.damaged()[0].reason().contains("ermission denied"));
+    let counts = journal.counts().unwrap();
+    assert_eq!(counts.visits() as usize, first.len() - in_first);
+    // Retention reaches it: set aside, counted, never deleted; every other visit counted.
+    let more = append_days(&journal, 21, 0..1000);
+    let aside = path.with_file_name("visits.txt.000001.damaged");
+    assert!(
+        fs::symlink_metadata(&aside).is_ok(),
+        "{:?}",
+        names(path.parent().unwrap())
+    );
+    assert!(summary_of(path).contains("# damaged 1\n"));
+    let counts = journal.counts().unwrap();
+    assert_eq!(
+        counts.visits() as usize,
+        first.len() - in_first + more.len()
+    );
+    assert_eq!(counts.damaged().len(), 1);
+    assert_eq!(counts.damaged()[0].file_name(), "visits.txt.000001.damaged");
+    assert_eq!(journal.stats().set_aside_files, 1);
 }
