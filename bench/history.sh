@@ -41,30 +41,7 @@ median_of_7() {
 note "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), kernel $(uname -r), $(df -T "$work" | awk 'NR==2 {print $2" on "$1}')"
 note "writing a ${gib} GiB history"
 mkdir -p "$work/h"
-python3 - "$work/h/visits.txt" "$gib" <<'PY'
-import sys
-path, gib = sys.argv[1], int(sys.argv[2])
-lines = [
-    f"2026-11-{1 + i // 1000 % 28:02d}T10:{i // 60 % 60:02d}:{i % 60:02d}.{i % 1000:03d}+03:00 - 10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}\n"
-    for i in range(40000)
-]
-block = "".join(lines).encode()
-seg = 8 << 20
-def fill(name, size):
-    with open(name, "wb") as f:
-        left = size
-        while left > 0:
-            chunk = block[:left]
-            chunk = chunk[: chunk.rfind(b"\n") + 1] or block[: block.find(b"\n") + 1]
-            f.write(chunk)
-            left -= len(chunk)
-n = gib * 1024 // 8
-for i in range(1, n + 1):
-    fill(f"{path}.{i:06d}", seg)
-fill(path, 7 << 20)
-with open(path + ".summary", "w") as f:
-    f.write("# folded through 0\n")
-PY
+write_history "$work/h/visits.txt" $((gib * 1024 / 8)) $((8 << 20)) $((7 << 20))
 say "history_bytes $(du -cb "$work/h" | tail -1 | cut -f1)"
 say "history_segments $(ls "$work/h" | grep -c '^visits.txt.[0-9]')"
 

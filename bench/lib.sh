@@ -1,4 +1,5 @@
-# Helpers shared by the benchmarks (bench/http.sh, bench/cluster.sh, bench/history.sh); sourced, not run.
+# Helpers shared by the benchmarks (bench/http.sh, bench/cluster.sh, bench/history.sh,
+# bench/counts.sh); sourced, not run.
 # The caller sets $results (a file collecting `name value` lines), $duration and $runs.
 
 say() { printf '%s\n' "$*" | tee -a "$results"; }
@@ -77,4 +78,41 @@ load() { # name url connections
     say "${name}_${c}c_p99_ms $(median <<<"${p99%$'\n'}")"
     say "${name}_${c}c_timeouts $timeouts"
     say "${name}_${c}c_non_2xx $non2xx"
+}
+
+# Writes a history as a replica with --rotate-size leaves it: $2 sealed segments of $3 bytes
+# each (whole lines), a live file of $4 bytes, and an empty summary, for the journal at $1.
+# The visits come from 40,000 addresses over 28 days of November 2026.
+write_history() { # live_path segments segment_bytes live_bytes
+    python3 - "$@" <<'PY'
+import sys
+path, n, seg, live = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+lines = [
+    f"2026-11-{1 + i // 1000 % 28:02d}T10:{i // 60 % 60:02d}:{i % 60:02d}.{i % 1000:03d}+03:00 - 10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}\n"
+    for i in range(40000)
+]
+block = "".join(lines).encode()
+at = 0
+def fill(name, size):
+    # Each file takes the next lines, wrapping around, so files differ as real segments do.
+    global at
+    with open(name, "wb") as f:
+        left = size
+        while left > 0:
+            chunk = block[at:at + left]
+            cut = chunk.rfind(b"\n") + 1
+            if cut == 0:
+                cut = block.find(b"\n", at) + 1 - at
+                chunk = block[at:at + cut]
+            else:
+                chunk = chunk[:cut]
+            f.write(chunk)
+            left -= len(chunk)
+            at = (at + len(chunk)) % len(block)
+for i in range(1, n + 1):
+    fill(f"{path}.{i:06d}", seg)
+fill(path, live)
+with open(path + ".summary", "w") as f:
+    f.write("# folded through 0\n")
+PY
 }

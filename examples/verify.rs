@@ -157,6 +157,12 @@ fn verify(args: &Args, out: &mut impl Write) -> Result<bool, Box<dyn std::error:
         // Nothing there: the library's own words for the missing file.
         Reader::open(path)?;
     }
+    // Damaged files (a summary that does not parse or add up, an odd file with a segment's
+    // name, one set aside): the library counts around them and names them.
+    let damaged = history.damaged().to_vec();
+    for d in &damaged {
+        writeln!(out, "{}: damaged: {}", d.path().display(), d.reason())?;
+    }
     let retired_corrupt = history.retired_corrupt_lines();
     let mut per_day: BTreeMap<_, u64> = history.retired_days().clone();
     let (mut records, mut corrupt) = (0u64, 0u64);
@@ -222,6 +228,9 @@ fn verify(args: &Args, out: &mut impl Write) -> Result<bool, Box<dyn std::error:
     }
     writeln!(out, "  visits:         {records}")?;
     writeln!(out, "  corrupt lines:  {corrupt}")?;
+    if !damaged.is_empty() {
+        writeln!(out, "  damaged files:  {}", damaged.len())?;
+    }
     if segments > 0 || has_summary {
         writeln!(out, "  all visits:     {}", records + retired)?;
     }
@@ -240,7 +249,7 @@ fn verify(args: &Args, out: &mut impl Write) -> Result<bool, Box<dyn std::error:
     if records + retired > 0 {
         print_counts(out, &per_day, per_ip, args.top, retired)?;
     }
-    Ok(corrupt == 0)
+    Ok(corrupt == 0 && damaged.is_empty())
 }
 
 /// Writes the visits per day, and per address for the `top` busiest addresses (the summary

@@ -2,15 +2,16 @@
 //! live file, with the summary's counts of the retired ones. No locks.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 
-use crate::dir::{Dir, FileId, RealDir};
+use crate::cache::{CountCache, Held};
+use crate::counts::{Counts, Damaged, Tally};
+use crate::dir::{self, Dir, FileId, FileKey, RealDir};
 use crate::error::{Error, Op, Result};
-use crate::lifecycle::{read_summary, tally_file};
+use crate::lifecycle::{SummaryState, load_summary, tally_file};
 use crate::reader::{Opened, Reader, Report};
 use crate::segment::{self, Summary};
 use crate::visit::Visit;
@@ -60,11 +61,22 @@ const ATTEMPTS: usize = 100;
 /// snapshot: a segment retired while it reads is still read whole (its open file stays
 /// readable), a segment sealed meanwhile is not missed, and nothing is counted twice. Each
 /// file is read up to the last complete line it had when it was opened.
+///
+/// # Damaged files
+///
+/// A history degrades, it never stops: a file with a segment's name that is not a regular
+/// file that can be read (a directory, a FIFO, a file without read permission) is skipped
+/// without ever being opened in a way that could block, and a summary that does not parse (or
+/// whose days do not add up to its total) is left out of the counts. Both are listed by
+/// [`History::damaged`], with what is wrong, and so are the files retention set aside
+/// (`<name>.damaged`).
 #[derive(Debug)]
 pub struct History {
     path: PathBuf,
-    /// The counts of the retired segments.
+    /// The counts of the retired segments (empty if the summary is damaged).
     summary: Summary,
+    /// The files that could not be used, or were set aside.
+    damaged: Vec<Damaged>,
     /// The files not yet read, oldest first, each already open.
     parts: VecDeque<Part>,
     /// The file being read, and its segment number (`None`: the live file).
@@ -78,6 +90,8 @@ pub struct History {
 struct Part {
     /// The segment's number; `None` for the live file.
     segment: Option<u64>,
+    /// A sealed segment's identity and size as opened: what its kept counts belong to.
+    key: Option<FileKey>,
     path: PathBuf,
     /// The file; the live file's end as it was when the history was opened.
     file: Opened,
@@ -97,18 +111,22 @@ impl Part {
 impl History {
     /// Opens the history of the journal at `path`: its summary, its sealed segments and its
     /// live file (which may be missing while a rotation is under way, or if only segments were
-    /// copied).
+    /// copied). If `path` is a symbolic link, the history is the one beside the file it points
+    /// to, where the journal keeps it (see [`Journal::open`](crate::Journal::open)).
+    ///
+    /// Damaged files do not make it fail: see [`History::damaged`].
     ///
     /// # Errors
     ///
-    /// - [`Error::Io`] if the directory cannot be listed or a file cannot be opened (naming
-    ///   it), including running out of file descriptors for a history of very many segments.
-    /// - [`Error::Corrupt`] if `<path>.summary` does not parse (naming its line).
+    /// [`Error::Io`] if the directory cannot be listed, the live file is not a regular file,
+    /// or a file cannot be opened for a reason of the moment (an I/O error, running out of
+    /// file descriptors for a history of very many segments: raise the limit).
     pub fn open(path: impl AsRef<Path>) -> Result<History> {
         History::open_in(&RealDir, path.as_ref())
     }
 
     pub(crate) fn open_in(dir: &dyn Dir, path: &Path) -> Result<History> {
+        let path = &dir::resolve_live(path)?;
         let parent = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -116,40 +134,66 @@ impl History {
         let name = path.file_name().unwrap_or_default();
         for _ in 0..ATTEMPTS {
             let live = open_part(path, true)?;
-            let mut numbers: Vec<u64> = dir
+            let mut numbers = Vec::new();
+            let mut damaged = Vec::new();
+            for entry in dir
                 .list(parent)
                 .map_err(|e| Error::io(Op::ListDirectory, parent, e))?
-                .iter()
-                .filter_map(|entry| segment::segment_number(name, entry))
-                .collect();
+            {
+                if let Some(n) = segment::segment_number(name, &entry) {
+                    numbers.push(n);
+                } else if segment::is_set_aside(name, &entry) {
+                    damaged.push(Damaged::new(&parent.join(&entry), SET_ASIDE));
+                }
+            }
             numbers.sort_unstable();
             let mut sealed = Vec::with_capacity(numbers.len());
             for n in numbers {
                 let seg = segment::segment_path(path, n);
-                // Gone since the listing: retired, so counted in the summary read below.
-                if let Some(part) = open_part(&seg, false)? {
-                    sealed.push((n, part));
+                match open_part(&seg, false) {
+                    // Gone since the listing: retired, so counted in the summary read below.
+                    Ok(None) => {}
+                    Ok(Some(part)) => sealed.push((n, part)),
+                    Err(Error::Io { source, .. }) if dir::is_unusable(&source) => {
+                        damaged.push(Damaged::new(&seg, source.to_string()));
+                    }
+                    Err(e) => return Err(e),
                 }
             }
             // Read after the segments are open: a retirement writes the summary before it
             // deletes, so any segment we missed is in it.
-            let summary = read_summary(dir, &segment::summary_path(path))?;
+            let summary_path = segment::summary_path(path);
+            let (summary, folded_through) = match load_summary(dir, &summary_path)? {
+                SummaryState::Good(summary) => {
+                    let n = summary.folded_through;
+                    (summary, n)
+                }
+                SummaryState::Damaged {
+                    folded_through,
+                    reason,
+                } => {
+                    damaged.push(Damaged::new(&summary_path, reason));
+                    (Summary::default(), folded_through.unwrap_or(0))
+                }
+            };
             let now = dir.id(path).map_err(|e| Error::io(Op::Stat, path, e))?;
             if now != live.as_ref().map(|(_, id)| *id) {
                 continue; // Rotated while we opened: a segment may be missing. Start over.
             }
             let mut parts: VecDeque<Part> = sealed
                 .into_iter()
-                .filter(|(n, _)| *n > summary.folded_through)
+                .filter(|(n, _)| *n > folded_through)
                 .map(|(n, (mut part, _))| {
                     part.segment = Some(n);
                     part
                 })
                 .collect();
             parts.extend(live.map(|(part, _)| part));
+            damaged.sort_by(|a, b| a.path().cmp(b.path()));
             return Ok(History {
                 path: path.to_path_buf(),
                 summary,
+                damaged,
                 parts,
                 current: None,
                 failed: false,
@@ -193,6 +237,77 @@ impl History {
                 .into_iter()
                 .map(|part| Ok((part.segment, part.reader()?))),
         )
+    }
+
+    /// The files of the history that could not be used (skipped by this reader, and left out
+    /// of its counts), or were set aside by retention, sorted by path; empty for a healthy
+    /// history. See "Damaged files" above.
+    pub fn damaged(&self) -> &[Damaged] {
+        &self.damaged
+    }
+
+    /// Counts every visit of the history from here to the end, with the summary's: on a
+    /// freshly opened history, every visit ever recorded, per day and per address (see
+    /// [`Counts`]). Reads every file once; [`Journal::counts`](crate::Journal::counts) keeps
+    /// what sealed segments hold, so that it reads only the live file the next time.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if reading fails; corrupt lines are counted, not errors.
+    pub fn counts(self) -> Result<Counts> {
+        self.counts_with(&CountCache::default(), || {})
+    }
+
+    /// [`History::counts`], taking each sealed segment's counts from `cache` if they are
+    /// kept there under its identity, and keeping them otherwise. `between` runs once every
+    /// file is counted and before they are summed (tests force interleavings there).
+    pub(crate) fn counts_with(
+        mut self,
+        cache: &CountCache,
+        between: impl FnOnce(),
+    ) -> Result<Counts> {
+        let retired = self.summary.tally();
+        let damaged = std::mem::take(&mut self.damaged);
+        let mut held = Vec::new();
+        let mut live = Tally::default();
+        let mut current = self.current.take().map(|(_, reader)| reader);
+        let mut parts = std::mem::take(&mut self.parts).into_iter();
+        loop {
+            let (part_key, segment, reader) = match current.take() {
+                // A reader already moved by `tail`: counted from where it stands.
+                Some(reader) => (None, None, reader),
+                None => match parts.next() {
+                    None => break,
+                    Some(part) => {
+                        let (key, segment) = (part.key, part.segment);
+                        if let (Some(key), Some(n)) = (key, segment)
+                            && let Some(tally) = cache.get(&key)
+                        {
+                            held.push(Held { n, key, tally });
+                            continue;
+                        }
+                        (key, segment, part.reader()?)
+                    }
+                },
+            };
+            match (part_key, segment) {
+                (Some(key), Some(n)) => {
+                    let tally = std::sync::Arc::new(tally_file(reader)?.kept());
+                    cache.insert(n, key, std::sync::Arc::clone(&tally));
+                    held.push(Held { n, key, tally });
+                }
+                _ => live.add(&tally_file(reader)?),
+            }
+        }
+        between();
+        let mut total = cache.sum(&held);
+        total.add(&live);
+        total.add(&retired);
+        Ok(Counts {
+            total,
+            retired_visits: retired.visits,
+            damaged,
+        })
     }
 
     /// Visits counted in the summary: those of the segments retention deleted.
@@ -306,7 +421,7 @@ impl History {
     ///
     /// [`Error::Io`] if reading fails.
     pub fn days(mut self) -> Result<BTreeMap<NaiveDate, u64>> {
-        let mut all = self.summary.clone();
+        let mut all = self.summary.tally();
         if let Some((_, reader)) = self.current.take() {
             all.add(&tally_file(reader)?);
         }
@@ -428,17 +543,53 @@ impl Read for HistoryText {
     }
 }
 
-/// Opens a file of the history and notes its identity; `None` if it is not there. The end of
-/// a file that still `grows` (the live one) is taken now.
+/// The damaged and set-aside files of the journal at `path`; see [`Journal::damaged_files`](crate::Journal::damaged_files).
+pub(crate) fn damaged_files(path: &Path) -> Result<Vec<Damaged>> {
+    let dir = &RealDir;
+    let path = &dir::resolve_live(path)?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().unwrap_or_default();
+    let mut damaged = Vec::new();
+    for entry in dir
+        .list(parent)
+        .map_err(|e| Error::io(Op::ListDirectory, parent, e))?
+    {
+        let at = parent.join(&entry);
+        if segment::segment_number(name, &entry).is_some() {
+            match dir::open_regular(&at) {
+                Err(e) if dir::is_unusable(&e) => damaged.push(Damaged::new(&at, e.to_string())),
+                _ => {}
+            }
+        } else if segment::is_set_aside(name, &entry) {
+            damaged.push(Damaged::new(&at, SET_ASIDE));
+        }
+    }
+    let summary_path = segment::summary_path(path);
+    if let SummaryState::Damaged { reason, .. } = load_summary(dir, &summary_path)? {
+        damaged.push(Damaged::new(&summary_path, reason));
+    }
+    damaged.sort_by(|a, b| a.path().cmp(b.path()));
+    Ok(damaged)
+}
+
+/// Why a `<name>.damaged` file is listed.
+const SET_ASIDE: &str = "set aside by retention: it had a segment's name but could not be read";
+
+/// Opens a file of the history (without blocking, and only if it is a regular file) and notes
+/// its identity; `None` if it is not there. The end of a file that still `grows` (the live
+/// one) is taken now.
 fn open_part(path: &Path, grows: bool) -> Result<Option<(Part, FileId)>> {
-    let file = match File::open(path) {
-        Ok(file) => file,
+    let (file, meta) = match dir::open_regular(path) {
+        Ok(opened) => opened,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(Op::Open, path, e)),
     };
-    let meta = file.metadata().map_err(|e| Error::io(Op::Stat, path, e))?;
     let part = Part {
         segment: None,
+        key: (!grows).then(|| FileKey::of(&meta)),
         path: path.to_path_buf(),
         file: if grows {
             Opened::now(path, file)?

@@ -31,6 +31,9 @@
 //!   say) with exactly the same rules and errors.
 //! - [`History`]: the same over a journal's whole history, its sealed segments and live file,
 //!   with the summary's counts of the retired ones (see "Lifetime" below).
+//! - [`Counts`] and [`Damaged`]: every visit ever recorded, per day and per address, from
+//!   [`Journal::counts`] (which keeps what each sealed segment holds) or [`History::counts`],
+//!   and the files that could not be counted (see "Damaged files" below).
 //! - [`Error`] and [`Result`]: one error type, naming the path, the operation ([`Op`]) and,
 //!   for bad records, the line and byte.
 //! - [`Stats`] and [`Report`]: counters of a journal handle, and what `verify` found.
@@ -157,17 +160,52 @@
 //! delete:
 //!
 //! ```text
-//! # folded through 3
+//! # folded through 3, 99223 visits
 //! # corrupt 1
+//! # damaged 1
 //! 2026-11-25 51200
-//! 2026-11-26 48022
+//! 2026-11-26 48023
 //! ```
 //!
-//! The first line says that segments 1 to 3 are counted here; the optional second counts
-//! corrupt lines met in them; then one `YYYY-MM-DD COUNT` line per day (the day as written in
-//! each record's own offset), ascending. [`History::days`] adds these to the counts of the
-//! files still on disk: every visit ever recorded. A summary that does not parse is reported
-//! ([`Error::Corrupt`] with its line), never reset.
+//! The first line says that segments 1 to 3 are counted here and how many visits they held;
+//! the optional `# corrupt` line counts corrupt lines met in them, the optional `# damaged`
+//! line the files with a segment's name that retention set aside (see "Damaged files"); then
+//! one `YYYY-MM-DD COUNT` line per day (the day as written in each record's own offset),
+//! ascending, adding up to the total of the first line. [`Journal::counts`] and
+//! [`History::days`] add these to the counts of the files still on disk: every visit ever
+//! recorded. A first line without the total (`# folded through 3`, as older versions wrote
+//! it) is accepted, and gains the total at the next retirement.
+//!
+//! # Damaged files
+//!
+//! A long-lived volume collects surprises; none of them stops recording, and none makes a
+//! count wrong without saying so. [`Journal::counts`] and [`History`] list each in
+//! [`Counts::damaged`] / [`History::damaged`] ([`Damaged`]: the file and what is wrong), and
+//! count what they can.
+//!
+//! - **A damaged summary** (a line that does not parse, or days that do not add up to the
+//!   total: cut at a line boundary, say) is left out of the counts, never rewritten, never
+//!   reset. Rotation goes on (numbering the next segment needs only the summary's first
+//!   line); retention pauses, failing with an error that names the summary's line (kept for
+//!   [`Journal::take_lifecycle_error`], counted in [`Stats::failed_retentions`], retried), and
+//!   resumes by itself once the summary is repaired. If even the first line is lost, rotation
+//!   pauses too (a guessed number could reuse one the lost line covered), trying again once a
+//!   second: the live file grows, and every visit is still recorded.
+//! - **A file with a segment's name that is not a regular file that can be read** (a
+//!   directory, a FIFO, a socket, a file without read permission) is never opened in a way
+//!   that could block (a FIFO would wait for a writer, with the lock held), and never deleted.
+//!   Readers skip it. Retention, when it reaches it, renames it out of the numbering to
+//!   `<name>.damaged`, counts it under `# damaged`, and goes on with the next segment.
+//! - **The history deleted under a running writer**: new segments reuse the old numbers.
+//!   Counts kept for sealed segments belong to the file's identity (device, inode, size, and
+//!   the times of its last write and change), never its number alone, so the new files are
+//!   counted afresh.
+//! - **A journal path that is a symbolic link** is followed to the file it points to, and the
+//!   history is kept beside that file (rotation renames within the file's directory, never the
+//!   link).
+//! - **A live file rotated by someone else** (a root debug container running a backfill): the
+//!   fresh live file takes the owner, group and mode of the file it replaces, as far as the
+//!   rotating process may set them, so the usual writer can still append.
 //!
 //! Both run under the lock, in the append that needs them (retention also when a writer opens
 //! the journal), so writers of several processes never step on each other. Every writer,
@@ -218,7 +256,9 @@
 //!   `flock` are not supported for several writers.
 #![deny(missing_docs)]
 
+mod cache;
 mod commit;
+mod counts;
 mod dir;
 mod error;
 mod history;
@@ -232,6 +272,7 @@ mod storage;
 mod visit;
 mod writer;
 
+pub use crate::counts::{Counts, Damaged};
 pub use crate::error::{Error, Op, Result};
 pub use crate::history::History;
 pub use crate::options::Options;

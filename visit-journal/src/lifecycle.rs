@@ -7,45 +7,59 @@
 //!
 //! **Rotation** (when an append would make the live file larger than the rotate size):
 //!
-//! 1. sync the live file (a torn tail has just been cut: a sealed segment ends in a whole line);
-//! 2. rename it to `<path>.<N>`, N one above the highest segment on disk and the summary's
-//!    "folded through";
-//! 3. create the fresh, empty live file;
-//! 4. fsync the directory.
+//! 1. number the new segment: one above the highest segment on disk and the summary's "folded
+//!    through" (which needs only the summary's first line: a damaged summary pauses
+//!    retention, not rotation, unless even its first line is lost);
+//! 2. sync the live file (a torn tail has just been cut: a sealed segment ends in a whole line);
+//! 3. rename it to `<path>.<N>`;
+//! 4. create the fresh, empty live file, with the old one's mode, owner and group;
+//! 5. fsync the directory.
 //!
-//! A crash after 2 leaves no live file: the next writer creates it. Before 2 nothing happened.
+//! A crash after 3 leaves no live file: the next writer creates it. Before 3 nothing happened.
 //!
 //! **Retirement** of the oldest segments (retention):
 //!
-//! 1. write the new summary (their counts added, "folded through" their highest number) to
+//! 1. write the new summary (their counts added, "folded through" their highest number, and
+//!    any of them that is not a regular file that can be read counted under `# damaged`) to
 //!    `<path>.summary.tmp` and fsync it;
 //! 2. rename it over `<path>.summary`, fsync the directory;
-//! 3. delete the segments, fsync the directory.
+//! 3. delete the segments (and rename the unusable ones to `<name>.damaged`: never deleted),
+//!    fsync the directory.
 //!
 //! A crash before 2 leaves a stale temporary file, which the next writer deletes. After 2, the
 //! segments at or below "folded through" still on disk are counted already: readers skip them
-//! and the next writer deletes them. So a visit is always in exactly one place: a segment, the
-//! live file, or the summary's counts.
+//! and the next writer deletes them (or sets them aside). So a visit is always in exactly one
+//! place: a segment, the live file, or the summary's counts.
+//!
+//! Retention needs the whole summary: one that does not parse, or whose days do not add up to
+//! its total, is never rewritten (that would lose or invent counts) nor reset. Retention then
+//! pauses, fails with the summary's error (counted, kept for the owner to log, retried), and
+//! resumes by itself once the summary is repaired.
 
-use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, FixedOffset};
 
-use crate::dir::Dir;
+use crate::cache::CountCache;
+use crate::counts::Tally;
+use crate::dir::{self, Dir, FileKey};
 use crate::error::{Error, Op, Result};
-use crate::reader::Reader;
-use crate::segment::{self, Retention, Summary, Tally};
+use crate::reader::{Opened, Reader};
+use crate::segment::{self, Retention, Summary};
 
-/// A sealed segment on disk.
+/// A file with a segment's name on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Sealed {
     pub(crate) n: u64,
     pub(crate) path: PathBuf,
+    /// Its size; 0 for a file that is not regular.
     pub(crate) size: u64,
+    /// False if it is not a regular file (a directory, a FIFO, …): it is never opened.
+    pub(crate) regular: bool,
 }
 
 /// Counters of the lifecycle, for [`Stats`](crate::Stats), kept across reopens.
@@ -55,6 +69,8 @@ pub(crate) struct Counters {
     pub(crate) failed_rotations: AtomicU64,
     pub(crate) retired_segments: AtomicU64,
     pub(crate) failed_retentions: AtomicU64,
+    /// Files with a segment's name that retention set aside as `<name>.damaged`.
+    pub(crate) set_aside: AtomicU64,
     /// The sealed segments' total size and number, as last seen under the lock.
     pub(crate) sealed_bytes: AtomicU64,
     pub(crate) sealed_segments: AtomicU64,
@@ -63,6 +79,9 @@ pub(crate) struct Counters {
     pub(crate) last_error: Mutex<Option<Error>>,
     /// Set while `last_error` holds one, so that looking costs no lock.
     pub(crate) has_error: AtomicBool,
+    /// What each sealed segment holds, by identity: shared by retention and by
+    /// [`Journal::counts`](crate::Journal::counts), kept across reopens.
+    pub(crate) cache: CountCache,
 }
 
 impl Counters {
@@ -76,6 +95,69 @@ impl Counters {
             .unwrap_or_else(PoisonError::into_inner)
             .take()
     }
+}
+
+/// What `<path>.summary` holds, as far as it can be used.
+#[derive(Debug)]
+pub(crate) enum SummaryState {
+    /// It parses and adds up (or there is none yet: the empty summary).
+    Good(Summary),
+    /// It cannot be used: its counts are left out, retention pauses. Its first line may still
+    /// say "folded through", which is all that numbering needs.
+    Damaged {
+        folded_through: Option<u64>,
+        /// What is wrong, for people.
+        reason: String,
+    },
+}
+
+/// Reads and parses the summary at `path`: the empty summary if there is none, and
+/// [`SummaryState::Damaged`] if it does not parse or add up, or cannot be read for good (not a
+/// regular file, no permission).
+///
+/// # Errors
+///
+/// [`Error::Io`] for a failure of the moment (an I/O error), which a retry may clear.
+pub(crate) fn load_summary(dir: &dyn Dir, path: &Path) -> Result<SummaryState> {
+    let bytes = match dir.read(path) {
+        Ok(None) => return Ok(SummaryState::Good(Summary::default())),
+        Ok(Some(bytes)) => bytes,
+        Err(e) if dir::is_unusable(&e) => {
+            return Ok(SummaryState::Damaged {
+                folded_through: None,
+                reason: e.to_string(),
+            });
+        }
+        Err(e) => return Err(Error::io(Op::Read, path, e)),
+    };
+    Ok(match Summary::parse(&bytes) {
+        Ok(summary) => SummaryState::Good(summary),
+        Err(bad) => SummaryState::Damaged {
+            folded_through: bad.folded_through,
+            reason: format!("line {} at byte {}: {}", bad.line, bad.offset, bad.reason),
+        },
+    })
+}
+
+impl SummaryState {
+    /// The summary, or the error that says it is damaged (naming its path).
+    fn usable(self, path: &Path) -> Result<Summary> {
+        match self {
+            SummaryState::Good(summary) => Ok(summary),
+            SummaryState::Damaged { reason, .. } => Err(damaged_summary(path, reason)),
+        }
+    }
+}
+
+fn damaged_summary(path: &Path, reason: String) -> Error {
+    Error::io(
+        Op::Read,
+        path,
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("damaged summary ({reason}): retention pauses until it is repaired"),
+        ),
+    )
 }
 
 /// The history of one journal path: where its files are and what to do with them.
@@ -93,10 +175,9 @@ pub(crate) struct Lifecycle {
     pub(crate) retention: Retention,
     /// Whether to fsync (off only with `Options::sync(false)`).
     sync: bool,
-    /// What each sealed segment holds, by number, once counted: sealed segments never change,
-    /// so each is read once however often retention asks its age.
-    tallies: Mutex<BTreeMap<u64, Arc<Tally>>>,
-    /// Shared with the journal handle (and kept across its reopens).
+    /// Shared with the journal handle (and kept across its reopens), with the counts of
+    /// each sealed segment: sealed segments never change, so each is read once however often
+    /// retention asks its age.
     pub(crate) counters: Arc<Counters>,
 }
 
@@ -121,7 +202,6 @@ impl Lifecycle {
             rotate_size,
             retention,
             sync,
-            tallies: Mutex::default(),
             counters,
         }
     }
@@ -152,8 +232,9 @@ impl Lifecycle {
         self.rotate_size > 0 && len > 0 && len.saturating_add(batch) > self.rotate_size
     }
 
-    /// The sealed segments on disk, oldest first (including any at or below the summary's
-    /// "folded through" that a crash left behind).
+    /// The files with a segment's name on disk, oldest first (including any at or below the
+    /// summary's "folded through" that a crash left behind, and any that is not a regular
+    /// file). Never opens them.
     pub(crate) fn scan(&self) -> Result<Vec<Sealed>> {
         let names = self
             .dir
@@ -166,12 +247,17 @@ impl Lifecycle {
             };
             let path = self.parent.join(&name);
             // Gone since the listing: another writer retired it; it is in the summary.
-            if let Some(size) = self
+            if let Some((size, regular)) = self
                 .dir
-                .size(&path)
+                .kind(&path)
                 .map_err(|e| Error::io(Op::Stat, &path, e))?
             {
-                sealed.push(Sealed { n, path, size });
+                sealed.push(Sealed {
+                    n,
+                    path,
+                    size: if regular { size } else { 0 },
+                    regular,
+                });
             }
         }
         sealed.sort_by_key(|s| s.n);
@@ -182,28 +268,54 @@ impl Lifecycle {
     ///
     /// # Errors
     ///
-    /// [`Error::Corrupt`] naming the summary's path and line if it does not parse: it is never
-    /// silently reset, since that would lose every count in it.
+    /// [`Error::Io`] naming the summary's path if it is damaged (does not parse, does not add
+    /// up, cannot be read): it is never silently reset, since that would lose every count in
+    /// it.
     pub(crate) fn summary(&self) -> Result<Summary> {
-        read_summary(&*self.dir, &segment::summary_path(&self.path))
+        let path = segment::summary_path(&self.path);
+        load_summary(&*self.dir, &path)?.usable(&path)
     }
 
     /// The number the next segment gets: one above both the highest on disk and the summary's
-    /// "folded through", so that no number is ever reused.
+    /// "folded through", so that no number is ever reused. Needs only the summary's first
+    /// line.
     fn next_number(&self) -> Result<u64> {
         let highest = self.scan()?.last().map_or(0, |s| s.n);
-        // Only a damaged summary (or a segment named by hand) gets here: wrapping to 0 would
-        // seal the live file under a name no reader counts.
-        highest
-            .max(self.summary()?.folded_through)
-            .checked_add(1)
-            .ok_or_else(|| {
-                Error::io(
+        let path = segment::summary_path(&self.path);
+        let folded_through = match load_summary(&*self.dir, &path)? {
+            SummaryState::Good(summary) => summary.folded_through,
+            SummaryState::Damaged {
+                folded_through: Some(n),
+                ..
+            } => n,
+            SummaryState::Damaged {
+                folded_through: None,
+                reason,
+            } => {
+                // Guessing could reuse a number the lost line covered: rotation pauses too.
+                return Err(Error::io(
                     Op::Rename,
                     &self.path,
-                    std::io::Error::other("no segment number is left above the highest in use"),
-                )
-            })
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "cannot number the next segment: the first line of {} is damaged \
+                             ({reason}); rotation pauses until it is repaired",
+                            path.display()
+                        ),
+                    ),
+                ));
+            }
+        };
+        // Only a damaged summary (or a segment named by hand) gets here: wrapping to 0 would
+        // seal the live file under a name no reader counts.
+        highest.max(folded_through).checked_add(1).ok_or_else(|| {
+            Error::io(
+                Op::Rename,
+                &self.path,
+                io::Error::other("no segment number is left above the highest in use"),
+            )
+        })
     }
 
     /// Seals the live file (locked, ending in a whole line; `sync_live` fsyncs it) as the next
@@ -217,25 +329,37 @@ impl Lifecycle {
     /// [`Error::Io`] for the step that failed. `Ok` or not, the caller must check where the
     /// live file is: if the rename happened, the old file is sealed.
     pub(crate) fn rotate(&self, sync_live: impl FnOnce() -> Result<()>) -> Result<u64> {
+        // Numbered first: if no number can be had, nothing else is done (not even the fsync,
+        // which would be wasted on every batch while rotation is paused).
+        let n = self.next_number()?;
         // Whatever another process wrote and has not synced yet, and our own cut of a torn
         // tail: a sealed segment must survive a power loss whole, since no repair ever touches
         // it again. (The writer's own fsync: only `locked.rs` syncs the live file.)
         sync_live()?;
-        let n = self.next_number()?;
         let sealed = segment::segment_path(&self.path, n);
         self.dir
             .rename(&self.path, &sealed)
             .map_err(|e| Error::io(Op::Rename, &self.path, e))?;
         self.counters.rotations.fetch_add(1, Relaxed);
-        self.create_live()?;
+        self.create_live_like(Some(&sealed))?;
         Ok(n)
     }
 
     /// Creates the live file if it is missing (a rotation was interrupted after its rename)
-    /// and makes its name durable.
+    /// and makes its name durable. It takes the mode and owner of the newest sealed segment,
+    /// the live file it replaces.
     pub(crate) fn create_live(&self) -> Result<()> {
+        let newest = self
+            .scan()
+            .ok()
+            .and_then(|sealed| sealed.into_iter().rev().find(|s| s.regular))
+            .map(|s| s.path);
+        self.create_live_like(newest.as_deref())
+    }
+
+    fn create_live_like(&self, like: Option<&Path>) -> Result<()> {
         self.dir
-            .create(&self.path)
+            .create(&self.path, like)
             .map_err(|e| Error::io(Op::Create, &self.path, e))?;
         self.sync_dir()
     }
@@ -257,8 +381,8 @@ impl Lifecycle {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] for a step that failed, [`Error::Corrupt`] for a summary that does not
-    /// parse. Nothing is lost either way; the next run starts over.
+    /// [`Error::Io`] for a step that failed, or naming the summary if it is damaged. Nothing
+    /// is lost either way; the next run starts over.
     pub(crate) fn retain(&self, now: DateTime<FixedOffset>) -> Result<u64> {
         let mut summary = self.summary()?;
         let mut sealed = self.scan()?;
@@ -270,25 +394,40 @@ impl Lifecycle {
             .map_err(|e| Error::io(Op::Remove, &stale, e))?;
         let counted = sealed.partition_point(|s| s.n <= summary.folded_through);
         for s in sealed.drain(..counted) {
-            removed |= self
-                .dir
-                .remove(&s.path)
-                .map_err(|e| Error::io(Op::Remove, &s.path, e))?;
+            // Counted already (a crash came between the summary and the delete).
+            removed |= self.retire_file(&s)?;
         }
         if removed {
             self.sync_dir()?;
         }
         self.note_sealed(&sealed);
 
+        // A file that cannot be read is set aside when retention reaches it: its age and
+        // size say nothing, so it never holds back the segments after it.
+        let mut tallies: Vec<Option<Arc<Tally>>> = vec![None; sealed.len()];
         let sizes: Vec<u64> = sealed.iter().map(|s| s.size).collect();
         let count = segment::retire_count(&sizes, self.retention, now, |i| {
-            Ok::<_, Error>(self.tally(&sealed[i])?.newest)
+            let tally = self.tally(&sealed[i])?;
+            let newest = tally.as_ref().and_then(|t| t.newest);
+            tallies[i] = tally;
+            Ok::<_, Error>(newest)
         })?;
         if count == 0 {
             return Ok(0);
         }
-        for s in &sealed[..count] {
-            summary.fold(s.n, &*self.tally(s)?);
+        let mut unusable = vec![false; count];
+        for (i, s) in sealed[..count].iter().enumerate() {
+            let tally = match tallies[i].take() {
+                Some(tally) => Some(tally),
+                None => self.tally(s)?,
+            };
+            match tally {
+                Some(tally) => summary.fold(s.n, &tally),
+                None => {
+                    summary.set_aside(s.n);
+                    unusable[i] = true;
+                }
+            }
         }
         self.dir
             .write_synced(&stale, summary.to_text().as_bytes())
@@ -299,16 +438,59 @@ impl Lifecycle {
             .map_err(|e| Error::io(Op::Rename, &stale, e))?;
         self.sync_dir()?;
         // From here on the segments are counted: deleting them only frees their space.
-        for s in &sealed[..count] {
-            self.dir
-                .remove(&s.path)
-                .map_err(|e| Error::io(Op::Remove, &s.path, e))?;
-            self.counters.retired_segments.fetch_add(1, Relaxed);
-            self.lock_tallies().remove(&s.n);
+        for (s, unusable) in sealed[..count].iter().zip(unusable) {
+            self.retire_file(s)?;
+            if unusable {
+                self.counters.set_aside.fetch_add(1, Relaxed);
+            } else {
+                self.counters.retired_segments.fetch_add(1, Relaxed);
+            }
         }
         self.note_sealed(&sealed[count..]);
         self.sync_dir()?;
         Ok(count as u64)
+    }
+
+    /// Removes a file the summary counts: deletes a segment, or renames a file that is not
+    /// one that can be read out of the numbering, to `<name>.damaged` (never deleting what
+    /// may not be a journal's). Returns whether anything changed.
+    fn retire_file(&self, s: &Sealed) -> Result<bool> {
+        let readable = s.regular && self.dir.readable(&s.path);
+        if readable {
+            let key = self.key(&s.path);
+            let removed = self
+                .dir
+                .remove(&s.path)
+                .map_err(|e| Error::io(Op::Remove, &s.path, e))?;
+            if let Some(key) = key {
+                self.counters.cache.forget(&key);
+            }
+            return Ok(removed);
+        }
+        let Some(aside) = self.free_aside_name(&s.path) else {
+            return Err(Error::io(
+                Op::Rename,
+                &s.path,
+                io::Error::other("no free '<name>.damaged' name to set it aside"),
+            ));
+        };
+        match self.dir.rename(&s.path, &aside) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(Op::Rename, &s.path, e)),
+        }
+    }
+
+    /// `<name>.damaged`, or `<name>.damaged.2`, … if that is taken.
+    fn free_aside_name(&self, path: &Path) -> Option<PathBuf> {
+        (1..1000)
+            .map(|k| segment::set_aside_path(path, k))
+            .find(|p| matches!(self.dir.kind(p), Ok(None)))
+    }
+
+    /// The identity and size of the file at `path`, if it is there.
+    fn key(&self, path: &Path) -> Option<FileKey> {
+        std::fs::metadata(path).ok().map(|m| FileKey::of(&m))
     }
 
     /// Records the sealed segments' total size and number for the stats.
@@ -317,26 +499,33 @@ impl Lifecycle {
         self.counters.sealed_bytes.store(bytes, Relaxed);
         self.counters
             .sealed_segments
-            .store(sealed.len() as u64, Relaxed);
+            .store(sealed.iter().filter(|s| s.regular).count() as u64, Relaxed);
     }
 
-    /// What a sealed segment holds, read once.
-    fn tally(&self, s: &Sealed) -> Result<Arc<Tally>> {
-        if let Some(t) = self.lock_tallies().get(&s.n) {
-            return Ok(Arc::clone(t));
+    /// What a sealed segment holds, read once (the counts are kept under its identity).
+    /// `None` if it is not a regular file that can be read: it is to be set aside.
+    fn tally(&self, s: &Sealed) -> Result<Option<Arc<Tally>>> {
+        if !s.regular {
+            return Ok(None);
         }
-        let tally = Arc::new(tally_file(Reader::open(&s.path)?)?);
-        self.lock_tallies().insert(s.n, Arc::clone(&tally));
-        Ok(tally)
-    }
-
-    fn lock_tallies(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Tally>>> {
-        // A map of immutable values: a panic cannot leave it half-updated.
-        self.tallies.lock().unwrap_or_else(PoisonError::into_inner)
+        let (file, meta) = match dir::open_regular(&s.path) {
+            Ok(opened) => opened,
+            Err(e) if dir::is_unusable(&e) => return Ok(None),
+            Err(e) => return Err(Error::io(Op::Open, &s.path, e)),
+        };
+        let key = FileKey::of(&meta);
+        if let Some(tally) = self.counters.cache.get(&key) {
+            return Ok(Some(tally));
+        }
+        let reader = Opened::later(file).reader(&s.path)?;
+        let tally = Arc::new(tally_file(reader)?.kept());
+        self.counters.cache.insert(s.n, key, Arc::clone(&tally));
+        Ok(Some(tally))
     }
 }
 
-/// Counts a file's visits per day and its corrupt lines, in constant memory.
+/// Counts a file's visits per day and per address, its corrupt lines and its newest visit,
+/// in constant memory (the addresses in bounded memory: see `counts.rs`).
 ///
 /// # Errors
 ///
@@ -345,25 +534,12 @@ pub(crate) fn tally_file(reader: Reader) -> Result<Tally> {
     let mut tally = Tally::default();
     for item in reader {
         match item {
-            Ok(visit) => tally.visit(visit.at),
+            Ok(visit) => tally.visit(visit.at, visit.ip),
             Err(Error::Corrupt { .. }) => tally.corrupt += 1,
             Err(e) => return Err(e),
         }
     }
     Ok(tally)
-}
-
-/// Reads and parses the summary at `path`; the empty summary if there is none.
-pub(crate) fn read_summary(dir: &dyn Dir, path: &Path) -> Result<Summary> {
-    let Some(bytes) = dir.read(path).map_err(|e| Error::io(Op::Read, path, e))? else {
-        return Ok(Summary::default());
-    };
-    Summary::parse(&bytes).map_err(|bad| Error::Corrupt {
-        path: path.to_path_buf(),
-        line: bad.line,
-        offset: bad.offset,
-        reason: bad.reason,
-    })
 }
 
 #[cfg(test)]
@@ -375,6 +551,7 @@ mod tests {
     use crate::dir::faulty::{Fault, FaultyDir, Plan, Step};
     use crate::history::History;
     use crate::storage::{FileStorage, Storage as _};
+    use std::collections::BTreeMap;
     use std::fs::{self, OpenOptions};
     use std::io::Write as _;
 
@@ -487,7 +664,7 @@ mod tests {
         assert_eq!(f.names(), ["visits.txt", "visits.txt.summary"]);
         assert_eq!(
             fs::read_to_string(segment::summary_path(&f.path)).unwrap(),
-            "# folded through 2\n2026-11-20 3\n2026-11-21 2\n"
+            "# folded through 2, 5 visits\n2026-11-20 3\n2026-11-21 2\n"
         );
         f.append(22, 1);
         assert_eq!(f.rotate().unwrap(), 3);
@@ -540,23 +717,49 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupt_summary_is_an_error_naming_its_line_never_reset() {
+    fn a_damaged_summary_pauses_retention_never_reset_and_numbering_goes_on() {
         let mut f = Fixture::new(Retention { size: 1, days: 0 });
         f.append(20, 1);
         f.rotate().unwrap();
         let summary = segment::summary_path(&f.path);
-        fs::write(&summary, "# folded through 0\n2026-11-20 x\n").unwrap();
+        fs::write(&summary, "# folded through 4\n2026-11-20 x\n").unwrap();
         let err = f.life.retain(Fixture::now()).unwrap_err();
-        assert!(matches!(&err, Error::Corrupt { line: 2, .. }), "{err}");
-        assert!(err.to_string().contains("visits.txt.summary:2:"), "{err}");
-        let err = History::open(&f.path).unwrap_err();
-        assert!(err.is_corrupt(), "{err}");
+        let text = app_text(&err);
+        assert!(text.contains("visits.txt.summary"), "{text}");
+        assert!(text.contains("line 2 at byte 19"), "{text}");
+        assert!(text.contains("retention pauses"), "{text}");
+        // Readers leave its counts out and say so.
+        let history = History::open(&f.path).unwrap();
+        assert_eq!(history.retired_visits(), 0);
+        assert_eq!(history.damaged().len(), 1);
+        assert_eq!(history.damaged()[0].file_name(), "visits.txt.summary");
+        assert!(history.damaged()[0].reason().contains("YYYY-MM-DD"));
         assert_eq!(
             fs::read_to_string(&summary).unwrap(),
-            "# folded through 0\n2026-11-20 x\n",
+            "# folded through 4\n2026-11-20 x\n",
             "left as it was"
         );
-        assert!(f.rotate().is_err(), "no segment number is guessed");
+        // Numbering needs only the first line: above both segment 1 and "folded through 4".
+        f.append(21, 1);
+        assert_eq!(f.rotate().unwrap(), 5);
+        // Without even that, no number is guessed.
+        fs::write(&summary, "# folded thro").unwrap();
+        f.append(22, 1);
+        let err = f.rotate().unwrap_err();
+        assert!(app_text(&err).contains("rotation pauses"), "{err}");
+        assert!(f.path.exists(), "the live file stays");
+    }
+
+    /// An error with its causes, as a log line shows it.
+    fn app_text(e: &Error) -> String {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            source = s.source();
+        }
+        text
     }
 
     /// Fails `step` (after `skip` earlier ones of its kind) in a rotation, then checks that
@@ -609,7 +812,7 @@ mod tests {
         assert_eq!(f.names(), ["visits.txt", "visits.txt.summary"]);
         assert_eq!(
             fs::read_to_string(segment::summary_path(&f.path)).unwrap(),
-            "# folded through 2\n2026-11-20 2\n2026-11-21 2\n"
+            "# folded through 2, 4 visits\n2026-11-20 2\n2026-11-21 2\n"
         );
     }
 
@@ -1103,11 +1306,17 @@ mod journal_tests {
         fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
             crate::dir::RealDir.rename(from, to)
         }
-        fn create(&self, path: &Path) -> std::io::Result<bool> {
+        fn kind(&self, path: &Path) -> std::io::Result<Option<(u64, bool)>> {
+            crate::dir::RealDir.kind(path)
+        }
+        fn readable(&self, path: &Path) -> bool {
+            crate::dir::RealDir.readable(path)
+        }
+        fn create(&self, path: &Path, like: Option<&Path>) -> std::io::Result<bool> {
             if self.creates.fetch_add(1, Relaxed) % 2 == 1 {
-                return crate::dir::RealDir.create(path);
+                return crate::dir::RealDir.create(path, like);
             }
-            if crate::dir::RealDir.create(path)? {
+            if crate::dir::RealDir.create(path, like)? {
                 fs::write(path, &self.lines)?;
             }
             Ok(false)

@@ -61,8 +61,12 @@ pub(crate) struct Io {
     create: bool,
     /// The rotation and retention of the journal's history.
     life: Lifecycle,
-    /// Set when retention failed: it is retried by the first append after this instant.
+    /// Set when retention failed: it is retried by the first append (or probe) after this
+    /// instant.
     retry_retention: Option<Instant>,
+    /// Set when a rotation failed before its rename (no segment number could be had, say):
+    /// batches go into the live file until this instant, instead of each trying again.
+    retry_rotation: Option<Instant>,
     /// Shared with the journal, which reads them for `stats` while a thread holds the `Io`.
     counters: Arc<Counters>,
     /// The batch this handle wrote and has not yet seen through a successful fsync (or taken
@@ -78,12 +82,22 @@ struct Unsynced {
     start: Option<u64>,
     /// The batch's bytes (the buffer is reused from batch to batch).
     bytes: Vec<u8>,
+    /// An fsync failed since the batch was written (its own, or its rollback's): its pages
+    /// may be lost with the error already reported, so only the batch's own bytes, found in
+    /// place and cut or synced again, can make the file safe. Without it (the write or the
+    /// rollback failed, no fsync did), our own fsync reports any writeback error since we
+    /// opened the file.
+    fsync_failed: bool,
 }
 
 /// How long after a failed retention it is tried again (besides at every rotation and open):
 /// often enough to free space soon after the fault clears, rarely enough that a lasting fault
-/// (a corrupt summary) costs nothing noticeable.
+/// (a damaged summary) costs nothing noticeable.
 const RETENTION_RETRY: Duration = Duration::from_secs(1);
+
+/// How long after a rotation that failed before its rename it is tried again: a lasting fault
+/// (a summary whose first line is lost) then costs one attempt a second, not one per batch.
+const ROTATION_RETRY: Duration = Duration::from_secs(1);
 
 /// How many times a writer follows the live file to a new one before it gives up: each time,
 /// another writer rotated it (or a program moved it away) between our open and our lock.
@@ -107,6 +121,10 @@ impl Io {
         options: &Options,
         counters: Arc<Counters>,
     ) -> Result<Io> {
+        // A journal path that is a symbolic link: the file it points to is the journal, and
+        // its history is kept beside it (see `dir::resolve_live`).
+        let resolved = crate::dir::resolve_live(path)?;
+        let path = resolved.as_path();
         let life = lifecycle_of(dir, path, options, &counters);
         // A live file missing beside its segments is a rotation interrupted after its rename:
         // the journal exists, and the next writer creates its live file.
@@ -148,6 +166,7 @@ impl Io {
             create,
             life,
             retry_retention: None,
+            retry_rotation: None,
             counters,
             unsynced: Unsynced::default(),
         };
@@ -171,6 +190,7 @@ impl Io {
                 // Noted before the write, so that even a write that unwinds leaves it for
                 // `settle`.
                 self.unsynced.start = Some(start);
+                self.unsynced.fsync_failed = false;
                 self.unsynced.bytes.clear();
                 self.unsynced.bytes.extend_from_slice(batch);
                 let written = self.write_or_roll_back(batch, start).map(|()| {
@@ -208,6 +228,7 @@ impl Io {
             // too. So the batch comes off the file now, before anything else is appended. If
             // that fails, it stays noted, the handle is poisoned, and `reopen` tries again
             // before it lets anything more be acknowledged.
+            self.unsynced.fsync_failed = true;
             let _ = self.settle();
             return Err(e);
         }
@@ -232,7 +253,9 @@ impl Io {
         // longer fits beside its lines, that file is rotated too (a bounded number of times;
         // then the batch goes where it is, a little over the rotate size).
         for _ in 0..MAX_REOPENS {
-            if !self.life.should_rotate(start, len) {
+            if !self.life.should_rotate(start, len)
+                || self.retry_rotation.is_some_and(|at| Instant::now() < at)
+            {
                 break;
             }
             if let Err(e) = self.life.rotate(|| self.sync_file()) {
@@ -247,6 +270,7 @@ impl Io {
                 self.life.counters.failed_rotations.fetch_add(1, Relaxed);
                 self.life.keep_error(e);
                 if sealed == Some(self.id) {
+                    self.retry_rotation = Some(Instant::now() + ROTATION_RETRY);
                     break;
                 }
                 // Sealed, but the fresh file or its name's durability is missing: finish that
@@ -256,6 +280,7 @@ impl Io {
             // The file we hold is sealed: nothing more goes into it. Follow the path to the
             // fresh file and lock that one (another writer may have got there first: it is
             // locked and checked like any other).
+            self.retry_rotation = None;
             let old = std::mem::replace(lock, self.lock_live_reopening()?);
             old.release().map_err(|e| self.io(Op::Unlock, e))?;
             start = self.cut_torn_tail()?;
@@ -290,7 +315,10 @@ impl Io {
             return Err(self.io(Op::RollBack, e));
         }
         // Make the rollback durable too, so a crash cannot resurrect a half-written batch.
-        self.sync_file()?;
+        if let Err(e) = self.sync_file() {
+            self.unsynced.fsync_failed = true;
+            return Err(e);
+        }
         self.unsynced.start = None;
         Err(write_error)
     }
@@ -342,6 +370,21 @@ impl Io {
                 .iter()
                 .zip(ours)
                 .all(|(&found, &ours)| found == ours || found == 0);
+        if !intact && !self.unsynced.fsync_failed {
+            // The batch's place holds other bytes: another writer, under the lock, cut what
+            // was left of it as a torn tail (or truncated it) and appended. No fsync of ours
+            // failed, so no error about its pages went unheard; one more fsync of our
+            // descriptor reports any writeback error since we opened the file. If it succeeds
+            // the file is safe: what follows is the other writer's, synced by it.
+            if self.sync
+                && let Err(e) = self.storage.sync_data()
+            {
+                self.unsynced.fsync_failed = true;
+                return Err(Error::io(Op::Settle, &self.path, e));
+            }
+            self.unsynced.start = None;
+            return Ok(());
+        }
         if !intact {
             return Err(settle(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -373,7 +416,9 @@ impl Io {
     }
 
     /// Checks that a batch could be written now: under the lock, writes [`PROBE`] at the end
-    /// and truncates it away. No fsync.
+    /// and truncates it away. No fsync. A retention that failed and is due again is retried
+    /// here too: a replica that records no visits (an unready one, say) still frees its space
+    /// once the fault clears.
     pub(crate) fn probe(&mut self) -> Result<()> {
         let lock = self.lock_live()?;
         let probed = self.cut_torn_tail().and_then(|start| {
@@ -386,6 +431,9 @@ impl Io {
                 .map_err(|e| self.io(Op::Truncate, e));
             written.and(cut)
         });
+        if self.retry_retention.is_some_and(|at| Instant::now() >= at) {
+            self.retain_quietly();
+        }
         let unlocked = lock.release().map_err(|e| self.io(Op::Unlock, e));
         probed.and(unlocked)
     }

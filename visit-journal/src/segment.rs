@@ -4,7 +4,7 @@
 //! A journal at `visits.txt` with rotation on is, in one directory:
 //!
 //! ```text
-//! visits.txt.summary   counts of the retired segments: "# folded through 3", then "2026-11-26 5120" lines
+//! visits.txt.summary   counts of the retired segments: "# folded through 3, 5120 visits", then "2026-11-26 5120" lines
 //! visits.txt.000004    the oldest sealed segment still on disk
 //! visits.txt.000005
 //! visits.txt           the live file, the only one ever written
@@ -19,6 +19,8 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, FixedOffset, NaiveDate};
+
+use crate::counts::Tally;
 
 /// The fewest digits of a segment number in its file name (`visits.txt.000001`).
 const DIGITS: usize = 6;
@@ -45,6 +47,38 @@ fn with_suffix(live: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Where retention sets aside the file with a segment's name at `seg` that is not a regular
+/// file that can be read: `<seg>.damaged`, or `<seg>.damaged.<k>` for k > 1 if that is taken.
+pub(crate) fn set_aside_path(seg: &Path, k: u32) -> PathBuf {
+    if k <= 1 {
+        with_suffix(seg, ".damaged")
+    } else {
+        with_suffix(seg, &format!(".damaged.{k}"))
+    }
+}
+
+/// True if the file name `name` is one that [`set_aside_path`] makes for the journal whose
+/// live file is named `live_name`.
+pub(crate) fn is_set_aside(live_name: &OsStr, name: &OsStr) -> bool {
+    let bytes = name.as_encoded_bytes();
+    let Some(at) = find(bytes, b".damaged") else {
+        return false;
+    };
+    let (segment, rest) = bytes.split_at(at);
+    let rest = &rest[b".damaged".len()..];
+    // The part before is a segment's name; after it, nothing or `.<k>`.
+    let segment = <OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(segment);
+    segment_number(live_name, segment).is_some()
+        && (rest.is_empty()
+            || rest
+                .strip_prefix(b".")
+                .is_some_and(|k| !k.is_empty() && k.iter().all(u8::is_ascii_digit)))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
 /// The segment number that the file name `name` (in the live file's directory) stands for, if
 /// it is one: `<live_name>.` and the number written exactly as [`segment_path`] writes it
 /// (at least six digits, no extra leading zero, not 0). Anything else (`visits.txt.1`,
@@ -65,6 +99,17 @@ pub(crate) fn segment_number(live_name: &OsStr, name: &OsStr) -> Option<u64> {
 }
 
 /// What `<live>.summary` says: the retired segments' visits per day.
+///
+/// ```text
+/// # folded through 12, 5120 visits     every segment numbered 12 or below is counted here
+/// # corrupt 3                          optional: corrupt lines met in retired segments
+/// # damaged 1                          optional: files with a segment's name set aside
+/// 2026-11-26 5000                      visits per day, ascending; they add up to the total
+/// 2026-11-27 120
+/// ```
+///
+/// A first line without the total (`# folded through 12`, written before the total existed)
+/// is accepted, and gains it at the next retirement.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Summary {
     /// Every segment numbered at or below this has been counted here (and is deleted, or is
@@ -72,51 +117,101 @@ pub(crate) struct Summary {
     pub(crate) folded_through: u64,
     /// Corrupt lines met in retired segments.
     pub(crate) corrupt: u64,
+    /// Files with a segment's name that retention set aside (`<name>.damaged`).
+    pub(crate) damaged: u64,
     /// Visits per day, the day as written in each record's own offset.
     pub(crate) days: BTreeMap<NaiveDate, u64>,
 }
 
 /// Why a summary does not parse: its 1-based line, the byte at which that line starts, and
-/// what is wrong.
+/// what is wrong; and what its first line says, if that much can be trusted (numbering needs
+/// only that).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BadSummary {
     pub(crate) line: u64,
     pub(crate) offset: u64,
     pub(crate) reason: &'static str,
+    /// "folded through", if the first line parses and ends in its newline.
+    pub(crate) folded_through: Option<u64>,
+}
+
+/// The first line: "folded through" and, in a current summary, the total.
+fn parse_head(first: &[u8]) -> Option<(u64, Option<u64>)> {
+    let rest = first.strip_prefix(b"# folded through ")?;
+    match rest.iter().position(|&b| b == b',') {
+        None => Some((parse_count(rest)?, None)),
+        Some(comma) => {
+            let total = rest[comma..]
+                .strip_prefix(b", ")?
+                .strip_suffix(b" visits")?;
+            Some((parse_count(&rest[..comma])?, Some(parse_count(total)?)))
+        }
+    }
+}
+
+/// "folded through" from a summary's first line, if it parses and ends in its newline:
+/// all that numbering the next segment needs, even when the rest of the summary is damaged.
+pub(crate) fn folded_through(text: &[u8]) -> Option<u64> {
+    let end = text.iter().position(|&b| b == b'\n')?;
+    parse_head(&text[..end]).map(|(n, _)| n)
 }
 
 impl Summary {
     /// Parses the text of a summary file. Strict: anything but the format [`Summary::to_text`]
-    /// writes is an error (a corrupt summary is never silently reset).
+    /// writes (or the first line of an older one, without the total) is an error, and so are
+    /// days that do not add up to the total, or a last line without its newline (a summary
+    /// cut short): a damaged summary is never silently reset or read in part.
     pub(crate) fn parse(text: &[u8]) -> Result<Summary, BadSummary> {
-        let mut summary = Summary::default();
-        let mut offset = 0u64;
-        let mut seen_corrupt = false;
-        let mut last_day: Option<NaiveDate> = None;
-        let body = text.strip_suffix(b"\n").unwrap_or(text);
-        let mut lines = body.split(|&b| b == b'\n');
+        let head = folded_through(text);
         let bad = |line: usize, offset: u64, reason| BadSummary {
             line: line as u64,
             offset,
             reason,
+            folded_through: head,
         };
-        let Some(first) = lines.next().filter(|_| !text.is_empty()) else {
+        if text.is_empty() {
             return Err(bad(1, 0, "empty summary"));
+        }
+        let Some(body) = text.strip_suffix(b"\n") else {
+            let start = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let line = text.iter().filter(|&&b| b == b'\n').count() + 1;
+            return Err(bad(
+                line,
+                start as u64,
+                "the last line has no newline (cut short?)",
+            ));
         };
-        summary.folded_through = first
-            .strip_prefix(b"# folded through ")
-            .and_then(parse_count)
-            .ok_or(bad(1, 0, "first line is not '# folded through <N>'"))?;
-        offset += first.len() as u64 + 1;
+        let mut lines = body.split(|&b| b == b'\n');
+        let first = lines.next().unwrap_or_default();
+        let (folded_through, total) = parse_head(first).ok_or(bad(
+            1,
+            0,
+            "first line is not '# folded through <N>, <T> visits'",
+        ))?;
+        let mut summary = Summary {
+            folded_through,
+            ..Summary::default()
+        };
+        let mut offset = first.len() as u64 + 1;
+        let mut seen_corrupt = false;
+        let mut seen_damaged = false;
+        let mut last_day: Option<NaiveDate> = None;
         for (i, line) in lines.enumerate() {
             let number = i + 2;
             if let Some(rest) = line.strip_prefix(b"# corrupt ") {
-                if seen_corrupt || last_day.is_some() {
+                if seen_corrupt || seen_damaged || last_day.is_some() {
                     return Err(bad(number, offset, "'# corrupt' line out of place"));
                 }
                 summary.corrupt =
                     parse_count(rest).ok_or(bad(number, offset, "bad '# corrupt <M>' line"))?;
                 seen_corrupt = true;
+            } else if let Some(rest) = line.strip_prefix(b"# damaged ") {
+                if seen_damaged || last_day.is_some() {
+                    return Err(bad(number, offset, "'# damaged' line out of place"));
+                }
+                summary.damaged =
+                    parse_count(rest).ok_or(bad(number, offset, "bad '# damaged <K>' line"))?;
+                seen_damaged = true;
             } else {
                 let (day, count) = parse_day_line(line).ok_or(bad(
                     number,
@@ -131,15 +226,30 @@ impl Summary {
             }
             offset += line.len() as u64 + 1;
         }
+        if total.is_some_and(|total| summary.visits_checked() != Some(total)) {
+            return Err(bad(
+                1,
+                0,
+                "the days do not add up to the total of the first line (lines lost?)",
+            ));
+        }
         Ok(summary)
     }
 
-    /// The file's text: `# folded through N`, `# corrupt M` if M > 0, then one line per day.
+    /// The file's text: `# folded through N, T visits`, `# corrupt M` if M > 0, `# damaged K`
+    /// if K > 0, then one line per day.
     pub(crate) fn to_text(&self) -> String {
         use std::fmt::Write as _;
-        let mut text = format!("# folded through {}\n", self.folded_through);
+        let mut text = format!(
+            "# folded through {}, {} visits\n",
+            self.folded_through,
+            self.visits()
+        );
         if self.corrupt > 0 {
             let _ = writeln!(text, "# corrupt {}", self.corrupt);
+        }
+        if self.damaged > 0 {
+            let _ = writeln!(text, "# damaged {}", self.damaged);
         }
         for (day, count) in &self.days {
             let _ = writeln!(text, "{} {count}", day.format("%Y-%m-%d"));
@@ -150,11 +260,6 @@ impl Summary {
     /// Adds segment `n`'s counts.
     pub(crate) fn fold(&mut self, n: u64, tally: &Tally) {
         self.folded_through = self.folded_through.max(n);
-        self.add(tally);
-    }
-
-    /// Adds counts (without moving "folded through").
-    pub(crate) fn add(&mut self, tally: &Tally) {
         self.corrupt = self.corrupt.saturating_add(tally.corrupt);
         for (day, count) in &tally.days {
             let total = self.days.entry(*day).or_default();
@@ -162,9 +267,29 @@ impl Summary {
         }
     }
 
+    /// Counts segment `n`, which is not a file that can be read, as set aside.
+    pub(crate) fn set_aside(&mut self, n: u64) {
+        self.folded_through = self.folded_through.max(n);
+        self.damaged = self.damaged.saturating_add(1);
+    }
+
     /// The visits counted here.
     pub(crate) fn visits(&self) -> u64 {
         self.days.values().fold(0, |a, b| a.saturating_add(*b))
+    }
+
+    /// The visits counted here, `None` if they overflow a u64 (then no total can match).
+    fn visits_checked(&self) -> Option<u64> {
+        self.days.values().try_fold(0u64, |a, b| a.checked_add(*b))
+    }
+
+    /// The summary's counts as a tally (visits per day, corrupt lines; no addresses).
+    pub(crate) fn tally(&self) -> Tally {
+        let mut tally = Tally::with_addresses(0);
+        tally.visits = self.visits();
+        tally.days.clone_from(&self.days);
+        tally.corrupt = self.corrupt;
+        tally
     }
 }
 
@@ -190,25 +315,6 @@ fn parse_day_line(line: &[u8]) -> Option<(NaiveDate, u64)> {
     }
     let day = NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
     Some((day, parse_count(count)?))
-}
-
-/// What one file of the history holds, counted: visits per day, corrupt lines, and the newest
-/// visit (the largest timestamp, wherever it is in the file).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Tally {
-    pub(crate) days: BTreeMap<NaiveDate, u64>,
-    pub(crate) corrupt: u64,
-    pub(crate) newest: Option<DateTime<FixedOffset>>,
-}
-
-impl Tally {
-    /// Counts one visit.
-    pub(crate) fn visit(&mut self, at: DateTime<FixedOffset>) {
-        *self.days.entry(at.date_naive()).or_default() += 1;
-        if self.newest.is_none_or(|newest| at > newest) {
-            self.newest = Some(at);
-        }
-    }
 }
 
 /// The retention knobs (0 = off).
@@ -302,32 +408,35 @@ mod tests {
     #[test]
     fn summary_text_is_exact() {
         let mut s = Summary::default();
-        assert_eq!(s.to_text(), "# folded through 0\n");
+        assert_eq!(s.to_text(), "# folded through 0, 0 visits\n");
         let mut tally = Tally::default();
+        let ip = "10.0.0.1".parse().unwrap();
         for at in [
             "2026-11-26T23:59:59.999+03:00",
             "2026-11-26T00:00:00Z",
             "2026-11-27T01:00:00-05:00",
         ] {
-            tally.visit(at.parse().unwrap());
+            tally.visit(at.parse().unwrap(), ip);
         }
         tally.corrupt = 2;
         s.fold(7, &tally);
+        s.set_aside(8);
         assert_eq!(
             s.to_text(),
-            "# folded through 7\n# corrupt 2\n2026-11-26 2\n2026-11-27 1\n"
+            "# folded through 8, 3 visits\n# corrupt 2\n# damaged 1\n2026-11-26 2\n2026-11-27 1\n"
         );
         assert_eq!(Summary::parse(s.to_text().as_bytes()), Ok(s.clone()));
         assert_eq!(s.visits(), 3);
-        // The newest is the latest instant, not the latest wall clock.
-        assert_eq!(
-            tally.newest,
-            Some("2026-11-27T01:00:00-05:00".parse().unwrap())
-        );
-        // Without the optional line, and without the last newline.
-        let parsed = Summary::parse(b"# folded through 3\n0001-01-01 5").unwrap();
+        assert_eq!(s.tally().visits, 3);
+        // A summary written before the total existed, without the optional lines.
+        let parsed = Summary::parse(b"# folded through 3\n0001-01-01 5\n").unwrap();
         assert_eq!(parsed.folded_through, 3);
         assert_eq!(parsed.days[&day("0001-01-01")], 5);
+        // It gains the total when it is written again.
+        assert_eq!(
+            parsed.to_text(),
+            "# folded through 3, 5 visits\n0001-01-01 5\n"
+        );
     }
 
     #[test]
@@ -337,8 +446,15 @@ mod tests {
         assert_eq!(err("folded through 3\n").line, 1);
         assert_eq!(err("# folded through -3\n").line, 1);
         assert_eq!(err("# folded through 03\n").line, 1);
+        assert_eq!(err("# folded through 3, 4\n").line, 1);
+        assert_eq!(err("# folded through 3,4 visits\n").line, 1);
         let e = err("# folded through 3\n2026-11-26 4\n2026-11-2 4\n");
         assert_eq!((e.line, e.offset), (3, 32));
+        assert_eq!(
+            e.folded_through,
+            Some(3),
+            "numbering needs only the first line"
+        );
         assert_eq!(
             err("# folded through 3\n2026-11-27 4\n2026-11-26 4\n").reason,
             "days are not in ascending order"
@@ -351,10 +467,43 @@ mod tests {
             err("# folded through 3\n2026-11-26 4\n# corrupt 1\n").line,
             3
         );
+        assert_eq!(
+            err("# folded through 3\n# damaged 1\n# corrupt 1\n").line,
+            3
+        );
         assert_eq!(err("# folded through 3\n2026-13-26 4\n").line, 2);
         assert_eq!(err("# folded through 3\n2026-11-26  4\n").line, 2);
         assert_eq!(err("# folded through 3\n2026-11-26 4\n\n").line, 3);
         assert_eq!(err("# folded through 3\n+026-11-26 4\n").line, 2);
+    }
+
+    #[test]
+    fn a_summary_cut_short_is_damaged_even_at_a_line_boundary() {
+        let whole = "# folded through 9, 59 visits\n2026-11-22 5\n2026-11-23 54\n";
+        assert!(Summary::parse(whole.as_bytes()).is_ok());
+        // Cut at a line boundary: every line parses, but the days no longer add up.
+        let e = Summary::parse(b"# folded through 9, 59 visits\n2026-11-22 5\n").unwrap_err();
+        assert_eq!((e.line, e.folded_through), (1, Some(9)));
+        assert!(e.reason.contains("add up"), "{}", e.reason);
+        // Cut inside the last line: "54" read as "5" would add up wrongly too.
+        let e = Summary::parse(b"# folded through 9, 59 visits\n2026-11-22 5\n2026-11-23 5")
+            .unwrap_err();
+        assert_eq!(e.line, 3);
+        // Cut inside the first line: nothing can be trusted, not even for numbering.
+        let e = Summary::parse(b"# folded through 1").unwrap_err();
+        assert_eq!(e.folded_through, None);
+        assert_eq!(folded_through(b"# folded through 1"), None);
+        assert_eq!(
+            folded_through(b"# folded through 12, 3 visits\nxx"),
+            Some(12)
+        );
+        // A total that no sum of days can reach.
+        let big = format!(
+            "# folded through 1, 1 visits\n2026-11-22 {}\n2026-11-23 {}\n",
+            u64::MAX,
+            2
+        );
+        assert!(Summary::parse(big.as_bytes()).is_err());
     }
 
     fn at(s: &str) -> DateTime<FixedOffset> {
@@ -410,11 +559,13 @@ mod tests {
         (
             any::<u64>(),
             prop::option::weighted(0.5, any::<u64>()),
-            prop::collection::btree_map(0i32..3_652_059, any::<u64>(), 0..50),
+            prop::option::weighted(0.3, any::<u64>()),
+            prop::collection::btree_map(0i32..3_652_059, 1..u64::MAX >> 8, 0..50),
         )
-            .prop_map(|(folded_through, corrupt, days)| Summary {
+            .prop_map(|(folded_through, corrupt, damaged, days)| Summary {
                 folded_through,
                 corrupt: corrupt.unwrap_or(0),
+                damaged: damaged.unwrap_or(0),
                 days: days
                     .into_iter()
                     .filter_map(|(d, c)| Some((NaiveDate::from_num_days_from_ce_opt(d)?, c)))
@@ -427,6 +578,19 @@ mod tests {
         fn summary_text_round_trips(s in any_summary()) {
             let text = s.to_text();
             prop_assert_eq!(Summary::parse(text.as_bytes()), Ok(s));
+        }
+
+        #[test]
+        fn any_summary_cut_short_is_damaged_and_keeps_its_number(
+            s in any_summary(),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let text = s.to_text();
+            let cut = cut.index(text.len());
+            prop_assert!(Summary::parse(&text.as_bytes()[..cut]).is_err());
+            let first_line = text.find('\n').unwrap_or(text.len());
+            let head = folded_through(&text.as_bytes()[..cut]);
+            prop_assert_eq!(head, (cut > first_line).then_some(s.folded_through));
         }
 
         #[test]

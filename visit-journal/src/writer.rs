@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::commit::Group;
+use crate::counts::{Counts, Damaged};
 use crate::error::{Error, Result};
-use crate::history::History;
+use crate::history::{self, History};
 use crate::locked::{Counters, Io};
 use crate::options::Options;
 use crate::reader::Reader;
@@ -70,6 +71,9 @@ pub struct Stats {
     pub retired_segments: u64,
     /// Retention runs that failed (and were retried later); appends did not fail.
     pub failed_retentions: u64,
+    /// Files with a segment's name that were not regular files that could be read, which this
+    /// handle's retention set aside as `<name>.damaged` (see [`Damaged`]).
+    pub set_aside_files: u64,
 }
 
 /// A visits journal open for appending.
@@ -318,6 +322,7 @@ impl Journal {
             failed_rotations: life.failed_rotations.load(Relaxed),
             retired_segments: life.retired_segments.load(Relaxed),
             failed_retentions: life.failed_retentions.load(Relaxed),
+            set_aside_files: life.set_aside.load(Relaxed),
             records: c.records.load(Relaxed),
             batches: c.batches.load(Relaxed),
             syncs: c.syncs.load(Relaxed),
@@ -347,6 +352,46 @@ impl Journal {
     /// As [`History::open`].
     pub fn history(&self) -> Result<History> {
         History::open(&self.path)
+    }
+
+    /// Counts every visit the journal ever recorded, as its history stands now: per day, per
+    /// address, with the summary's counts of the retired segments, and the files that could
+    /// not be counted (see [`Counts`]).
+    ///
+    /// What each sealed segment holds is counted once and kept, under the file's identity
+    /// (device, inode and size, never its number alone), together with their sum: a second
+    /// call reads only the live file and the segments sealed since. Retention uses the same
+    /// counts. Calls from many threads at once each get a consistent count of the history as
+    /// they opened it.
+    ///
+    /// # Errors
+    ///
+    /// As [`History::open`], or [`Error::Io`] if reading fails. A damaged file is not an
+    /// error: it is left out and listed in [`Counts::damaged`].
+    pub fn counts(&self) -> Result<Counts> {
+        self.history()?
+            .counts_with(&self.counters.life.cache, || {})
+    }
+
+    /// As [`Journal::counts`], running `between` once every file is counted and before they
+    /// are summed (the race tests force an interleaving there).
+    #[cfg(test)]
+    pub(crate) fn counts_between(&self, between: impl FnOnce()) -> Result<Counts> {
+        self.history()?
+            .counts_with(&self.counters.life.cache, between)
+    }
+
+    /// The files of the journal's history that are damaged or were set aside (see
+    /// [`Damaged`]), sorted by path, as they are now: cheaper than opening a [`History`] (each
+    /// file with a segment's name is checked, not read; the summary is read and checked), for
+    /// a metric, say.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the directory cannot be listed, or the summary cannot be read for a
+    /// reason of the moment.
+    pub fn damaged_files(&self) -> Result<Vec<Damaged>> {
+        history::damaged_files(&self.path)
     }
 
     /// A [`Reader`] over the live file's complete lines, as of now. With rotation on, the
@@ -665,6 +710,110 @@ mod tests {
         assert_eq!(f.journal.stats().repaired_bytes, 10);
         f.journal.append(&visit(3)).unwrap();
         assert_eq!(f.contents(), lines(&[1, 3]));
+    }
+
+    /// A failed write whose rollback also failed, then another writer cuts the partial line
+    /// (a torn tail, to it) and appends: the failed batch's place now holds the other
+    /// writer's records. No fsync failed, so the file is provably safe, and the reopen must
+    /// settle it instead of refusing for ever (as it did: every `reopen` failed with
+    /// `Op::Settle`, and the replica stayed unready).
+    #[test]
+    fn a_failed_rollback_whose_bytes_another_writer_cut_settles() {
+        let f = Fixture::new();
+        f.journal.append(&visit(1)).unwrap();
+        {
+            let mut faults = f.faults();
+            faults.space_left = Some((10, ENOSPC));
+            // The rollback, and the settling right after it, both fail.
+            faults.fail_truncates = 2;
+        }
+        let err = f.journal.append(&visit(2)).unwrap_err();
+        assert_eq!(err.op(), Some(Op::RollBack), "{err}");
+        f.faults().space_left = None;
+        // Another writer (another process, say) cuts the torn tail and appends.
+        let other = Journal::open(&f.path).unwrap();
+        other.append_batch(&[visit(7), visit(8)]).unwrap();
+        assert_eq!(f.contents(), lines(&[1, 7, 8]));
+        f.journal.reopen().unwrap();
+        f.journal.append(&visit(3)).unwrap();
+        assert_eq!(f.contents(), lines(&[1, 7, 8, 3]));
+        assert!(!f.journal.is_poisoned());
+    }
+
+    /// The same scene after a failed fsync is another matter: the batch's pages may be lost
+    /// with the error already reported, so bytes found changed in its place prove nothing
+    /// (`a_failed_batch_overwritten_meanwhile_is_never_vouched_for`). So when the settle's
+    /// own fsync fails, the handle stays poisoned.
+    #[test]
+    fn a_settle_whose_own_fsync_fails_stays_poisoned() {
+        let f = Fixture::new();
+        f.journal.append(&visit(1)).unwrap();
+        {
+            let mut faults = f.faults();
+            faults.space_left = Some((10, ENOSPC));
+            faults.fail_truncates = 2;
+        }
+        assert!(f.journal.append(&visit(2)).unwrap_err().is_poisoned());
+        f.faults().space_left = None;
+        Journal::open(&f.path).unwrap().append(&visit(7)).unwrap();
+        f.faults().fail_syncs = 1;
+        let err = f.journal.reopen().unwrap_err();
+        assert_eq!(err.op(), Some(Op::Settle), "{err}");
+        assert!(f.journal.is_poisoned());
+        // From now on nothing can be proven: this handle stays poisoned (the server turns
+        // `/livez` to 503 after a minute of it, and the restart opens a fresh journal).
+        let err = f.journal.reopen().unwrap_err();
+        assert_eq!(err.op(), Some(Op::Settle), "{err}");
+        assert!(f.journal.is_poisoned());
+        let fresh = Journal::open(&f.path).unwrap();
+        fresh.append(&visit(3)).unwrap();
+        assert_eq!(f.contents(), lines(&[1, 7, 3]));
+    }
+
+    /// The race that made the server's `/stats` undercount for good, forced: request B holds
+    /// the newest view (segments 1, 2, 3) and has counted segment 3; then request A, holding
+    /// an older view (1, 2), counts and stores its sum, which drops the cache's entries A
+    /// does not see; then B sums. B must still count segment 3, and later counts stay exact.
+    #[test]
+    fn a_count_of_an_older_view_never_takes_a_segment_from_a_newer_one() {
+        let f = Fixture::with_options(Options::new().sync(false).rotate_size(4096));
+        let append_until_sealed = |n: &mut u32, segments: u64| {
+            while f.journal.stats().rotations < segments {
+                let ip = std::net::IpAddr::from((0x0a00_0000 + *n).to_be_bytes());
+                f.journal.append(&Visit::new(visit(0).at, ip)).unwrap();
+                *n += 1;
+            }
+        };
+        let mut n = 0;
+        append_until_sealed(&mut n, 2);
+        assert_eq!(f.journal.counts().unwrap().visits(), u64::from(n));
+        let older = f.journal.history().unwrap(); // A's view: segments 1 and 2.
+        let a_visits = u64::from(n);
+        append_until_sealed(&mut n, 3);
+        let cold = History::open(&f.path).unwrap().counts().unwrap();
+        assert_eq!(cold.visits(), u64::from(n));
+        let (counted, go) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+        let b = std::thread::scope(|s| {
+            let b = s.spawn(|| {
+                f.journal.counts_between(|| {
+                    counted.wait();
+                    go.wait();
+                })
+            });
+            counted.wait();
+            // A counts its older view and stores its sum while B holds its counts.
+            let a = older
+                .counts_with(&f.journal.counters.life.cache, || {})
+                .unwrap();
+            assert_eq!(a.visits(), a_visits);
+            go.wait();
+            b.join().unwrap()
+        })
+        .unwrap();
+        assert_eq!(b, cold);
+        for _ in 0..2 {
+            assert_eq!(f.journal.counts().unwrap(), cold, "warm counts stay exact");
+        }
     }
 
     /// How many appenders share the batch under test.

@@ -11,7 +11,14 @@
 //! An unready pod receives no `GET /` traffic, so it cannot wait for a visit to find out that
 //! the fault has cleared: [`App::heal`], called by `/readyz` itself (and after each failed
 //! append), reopens a poisoned journal or re-runs the probe, at most once a second.
+//!
+//! Liveness ([`App::liveness`], `/livez`) fails in two cases only: the listener died, or the
+//! journal has been unable to record for more than [`STUCK_LIMIT`] (poisoned, and every
+//! reopen since failed: a batch whose fsync failed could not be settled). Then only a restart
+//! helps (a new process opens the journal afresh and repairs it), and Kubernetes restarts a
+//! container whose liveness probe fails; nothing restarts one that is merely unready.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
@@ -41,6 +48,15 @@ pub const MAX_STREAMS: usize = 16;
 /// [`App::open_fanout`]).
 pub const MAX_FANOUTS: usize = 4;
 
+/// How long the journal may be unable to record (poisoned, no reopen succeeding) before
+/// `/livez` fails so that the container is restarted (CONTRACT §10).
+pub const STUCK_LIMIT: Duration = Duration::from_secs(60);
+
+/// How often one kind of rotation or retention failure is logged: a lasting one (a damaged
+/// summary pauses retention, and each batch or probe retries it) must not log a line per
+/// visit.
+pub const LIFECYCLE_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Shared state of a running server.
 #[derive(Debug)]
 pub struct App {
@@ -50,9 +66,11 @@ pub struct App {
     pub journal: Journal,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
-    /// What `/stats` counted in each sealed segment of the journal, kept because sealed
-    /// segments never change.
-    pub segments: crate::counts::SegmentCache,
+    /// Since when the journal has been unable to record (see [`STUCK_LIMIT`]).
+    stuck: Stuck,
+    /// When each kind of rotation or retention failure was last logged, and how many were
+    /// not logged since (see [`LIFECYCLE_LOG_INTERVAL`]).
+    lifecycle_logged: Mutex<HashMap<String, (Instant, u64)>>,
     /// Set by the shutdown sequence: `/readyz` answers 503 from then on.
     draining: AtomicBool,
     /// Set when the listener died: `/healthz` answers 503 and the process exits non-zero.
@@ -113,7 +131,8 @@ impl App {
             config,
             journal,
             metrics: Metrics::default(),
-            segments: crate::counts::SegmentCache::default(),
+            stuck: Stuck::default(),
+            lifecycle_logged: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
             fatal: AtomicBool::new(false),
             unwritable: AtomicBool::new(false),
@@ -148,10 +167,8 @@ impl App {
         let started = Instant::now();
         let appended = self.journal.append(&visit);
         // A rotation or retention that failed beside this append: it did not fail the visit,
-        // and the journal retries it; say why, once.
-        if let Some(e) = self.journal.take_lifecycle_error() {
-            log_journal_error("journal_lifecycle_failed", self.journal.path(), &e);
-        }
+        // and the journal retries it; say why (at most once a minute for each kind).
+        self.log_lifecycle_error();
         match appended {
             Ok(()) => {
                 self.metrics.visit_recorded(started.elapsed());
@@ -170,6 +187,7 @@ impl App {
                     self.unwritable.store(true, Relaxed);
                 }
                 self.heal();
+                self.stuck_for();
                 Err(e)
             }
         }
@@ -211,7 +229,10 @@ impl App {
                 }
             }
         }
-        match self.journal.check_writable() {
+        let probed = self.journal.check_writable();
+        // The probe retries a pending retention, which may have failed again.
+        self.log_lifecycle_error();
+        match probed {
             Ok(()) => {
                 if self.unwritable.swap(false, Relaxed) {
                     log::info(
@@ -257,6 +278,76 @@ impl App {
         self.fatal.load(SeqCst)
     }
 
+    /// `Ok` if `/livez` should answer 200: the listener is alive, and the journal has not
+    /// been unable to record for more than [`STUCK_LIMIT`] (see the module docs).
+    ///
+    /// # Errors
+    ///
+    /// Why the process should be restarted, for the 503 body.
+    pub fn liveness(&self) -> Result<(), String> {
+        if self.is_fatal() {
+            return Err("listener failed".into());
+        }
+        match self.stuck_for() {
+            Some(stuck) if stuck > STUCK_LIMIT => Err(format!(
+                "the journal has refused visits for {} s (a failed fsync that no reopen \
+                 could settle); a restart reopens and repairs it",
+                stuck.as_secs()
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// How long the journal has been unable to record, if it is now.
+    pub fn stuck_for(&self) -> Option<Duration> {
+        self.stuck
+            .observe(self.journal.is_poisoned(), Instant::now())
+    }
+
+    /// Logs the rotation or retention failure the journal kept, if any: at most once per
+    /// [`LIFECYCLE_LOG_INTERVAL`] for each kind (its message), with how many were not logged
+    /// since.
+    pub fn log_lifecycle_error(&self) {
+        let Some(e) = self.journal.take_lifecycle_error() else {
+            return;
+        };
+        let key = describe(&e);
+        let now = Instant::now();
+        let suppressed = {
+            let mut logged = self
+                .lifecycle_logged
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if logged.len() > 64 {
+                // Many kinds at once: forget the old ones rather than grow.
+                logged.retain(|_, (at, _)| now.duration_since(*at) < LIFECYCLE_LOG_INTERVAL);
+            }
+            match logged.get_mut(&key) {
+                Some((at, skipped)) if now.duration_since(*at) < LIFECYCLE_LOG_INTERVAL => {
+                    *skipped += 1;
+                    return;
+                }
+                Some((at, skipped)) => {
+                    *at = now;
+                    std::mem::take(skipped)
+                }
+                None => {
+                    logged.insert(key.clone(), (now, 0));
+                    0
+                }
+            }
+        };
+        let path = self.journal.path().display();
+        log::error(
+            "journal_lifecycle_failed",
+            &[
+                ("path", Value::Display(&path)),
+                ("cause", Value::Str(&key)),
+                ("not_logged_since", suppressed.into()),
+            ],
+        );
+    }
+
     /// Starts the shutdown: `/readyz` answers 503 from now on.
     pub fn start_draining(&self) {
         self.draining.store(true, SeqCst);
@@ -296,6 +387,7 @@ impl App {
 
     /// The values `/metrics` reads at scrape time.
     pub fn gauges(&self) -> Gauges {
+        self.stuck_for();
         Gauges {
             ready: self.readiness().is_ok(),
             poisoned: self.journal.is_poisoned(),
@@ -304,7 +396,30 @@ impl App {
             fanouts: self.fanouts.load(Relaxed),
             disk_available: fs2::available_space(journal_dir(self.journal.path())).ok(),
             journal: self.journal.stats(),
+            damaged_files: self.journal.damaged_files().ok().map(|d| d.len() as u64),
         }
+    }
+}
+
+/// Since when the journal has been unable to record: set the first time it is seen poisoned,
+/// cleared the first time it is seen recording again.
+#[derive(Debug, Default)]
+struct Stuck {
+    since: Mutex<Option<Instant>>,
+}
+
+impl Stuck {
+    /// Notes whether the journal is `poisoned` at `now`; returns for how long it has been.
+    fn observe(&self, poisoned: bool, now: Instant) -> Option<Duration> {
+        let mut since = self
+            .since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !poisoned {
+            *since = None;
+            return None;
+        }
+        Some(now.saturating_duration_since(*since.get_or_insert(now)))
     }
 }
 
@@ -373,4 +488,24 @@ pub fn log_journal_error(event: &str, path: &Path, e: &visit_journal::Error) {
             ("cause", Value::Str(&cause)),
         ],
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stuck_is_measured_from_the_first_poisoned_sight_and_cleared_by_a_recording_one() {
+        let stuck = Stuck::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(stuck.observe(false, at(0)), None);
+        assert_eq!(stuck.observe(true, at(1)), Some(Duration::ZERO));
+        assert_eq!(stuck.observe(true, at(30)), Some(Duration::from_secs(29)));
+        assert_eq!(stuck.observe(true, at(62)), Some(Duration::from_secs(61)));
+        assert!(stuck.observe(true, at(62)).unwrap() > STUCK_LIMIT);
+        // A reopen succeeded: the clock starts again at the next failure.
+        assert_eq!(stuck.observe(false, at(63)), None);
+        assert_eq!(stuck.observe(true, at(70)), Some(Duration::ZERO));
+    }
 }

@@ -73,7 +73,7 @@ use crate::log::{self, Value};
 use crate::metrics::Endpoint;
 use crate::peers::{self, Missing, PeerError};
 use crate::query::{Format, StatsFormat, VisitsQuery};
-use crate::stats::{self, ReplicaStats, Summary};
+use crate::stats::{self, DamagedFile, ReplicaStats, Summary};
 use crate::stream::{Concat, JsonVisits, Slotted, Visits};
 
 /// The most bytes of peers' answers one cluster view holds.
@@ -82,8 +82,10 @@ pub const FANOUT_BUDGET: u64 = 4 * 1024 * 1024;
 /// The most bytes read from one peer's `/visits` answer.
 pub const MAX_PEER_BYTES: u64 = 1024 * 1024;
 
-/// The most bytes read from one peer's `/stats` answer (about 25 KB with every list full).
-pub const MAX_STATS_BYTES: u64 = 256 * 1024;
+/// The most bytes read from one peer's `/stats` answer: about 4 KB, and 80 bytes per day with
+/// visits (every day is listed), so some 12,000 days (within [`FANOUT_BUDGET`] shared by the
+/// peers asked: with 16 peers, 256 KiB each, about 3,000 days).
+pub const MAX_STATS_BYTES: u64 = 1024 * 1024;
 
 /// The response header saying that some replica is missing from a cluster answer.
 pub const PARTIAL_HEADER: &str = "X-Visit-Partial";
@@ -209,12 +211,15 @@ fn check_visits(address: &str, body: Vec<u8>) -> Result<Reader, PeerError> {
     Ok(reader)
 }
 
-/// A peer's `/stats?scope=local` body: its one replica's counts.
-fn check_stats(_address: &str, body: Vec<u8>) -> Result<Summary, PeerError> {
+/// A peer's `/stats?scope=local` body: its one replica's counts, and its damaged files.
+fn check_stats(_address: &str, body: Vec<u8>) -> Result<(Summary, Vec<DamagedFile>), PeerError> {
     let v: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| PeerError::BadResponse(format!("not JSON: {e}")))?;
-    Summary::from_json(&v["replicas"][0])
-        .ok_or_else(|| PeerError::BadResponse("not the counts of one replica".into()))
+    let summary = Summary::from_json(&v["replicas"][0])
+        .ok_or_else(|| PeerError::BadResponse("not the counts of one replica".into()))?;
+    let damaged = stats::damaged_from_json(&v)
+        .ok_or_else(|| PeerError::BadResponse("a bad list of damaged files".into()))?;
+    Ok((summary, damaged))
 }
 
 /// `GET /visits?scope=cluster`. `stream` is the `/visits` slot the caller took; `open`
@@ -367,10 +372,10 @@ pub fn gather_stats(
         "/stats?scope=local",
         MAX_STATS_BYTES,
         check_stats,
-        || stats::tally_journal(app.journal.path(), &app.segments),
+        || app.journal.counts(),
     );
     let local = match local {
-        Ok(t) => t,
+        Ok(counts) => counts,
         Err(e) => {
             log_journal_error("stats_read_failed", app.journal.path(), &e);
             return Err(Reply::unavailable("the journal cannot be read\n"));
@@ -379,12 +384,14 @@ pub fn gather_stats(
     let mut replicas = vec![ReplicaStats {
         name: app.name.clone(),
         address: g.own_address,
-        summary: local.summary(),
+        summary: Summary::of(&local),
+        damaged: DamagedFile::list(local.damaged()),
     }];
     replicas.extend(g.parts.into_iter().map(|p| ReplicaStats {
         name: p.name,
         address: p.address,
-        summary: p.content,
+        summary: p.content.0,
+        damaged: p.content.1,
     }));
     replicas.sort_by(|a, b| a.name.cmp(&b.name));
     Ok((replicas, g.missing))

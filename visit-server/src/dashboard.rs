@@ -154,6 +154,7 @@ pub fn render(view: &View<'_>) -> String {
         view.generated.format("%Y-%m-%d %H:%M:%S UTC%:z"),
     );
     missing_notice(&mut out, view.missing);
+    damaged_notice(&mut out, &replicas);
     chart(&mut out, &replicas, &total);
     replica_table(&mut out, &replicas);
     top_addresses(&mut out, &total);
@@ -215,6 +216,36 @@ fn missing_notice(out: &mut String, missing: &[Missing]) {
     let _ = writeln!(
         out,
         "</ul>\n<p>{them} not in the figures below.</p>\n</section>"
+    );
+}
+
+/// Names each file a replica could not count (CONTRACT §10), each in an element carrying
+/// `data-damaged="FILE"` and `data-replica="NAME"`: the figures below leave out what they
+/// hold.
+fn damaged_notice(out: &mut String, replicas: &[&ReplicaStats]) {
+    if replicas.iter().all(|r| r.damaged.is_empty()) {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "<section class=\"missing\" role=\"alert\">\n<h2>Damaged files</h2>\n<ul>"
+    );
+    for r in replicas {
+        for d in &r.damaged {
+            let _ = writeln!(
+                out,
+                "<li data-damaged=\"{file}\" data-replica=\"{name}\"><strong>{file}</strong> \
+                 on {name}: {error}</li>",
+                file = Esc(&d.file),
+                name = Esc(&r.name),
+                error = Esc(&d.error),
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "</ul>\n<p>What they hold is not in the figures below; recording goes on. \
+         See the README, \"Damaged files\".</p>\n</section>"
     );
 }
 
@@ -372,11 +403,10 @@ fn replica_table(out: &mut String, replicas: &[&ReplicaStats]) {
     for (i, r) in replicas.iter().enumerate() {
         let s = &r.summary;
         let days = s.days.len();
-        let more = if s.earlier_days_visits > 0 { "+" } else { "" };
         let _ = writeln!(
             out,
             "<tr data-total-replica=\"{name}\" data-total=\"{v}\"><td><span class=\"sw r{c}\"></span>{name}\
-             <br><span class=\"a\">{addr}</span></td><td class=\"n\">{v}</td><td class=\"n\">{days}{more}</td></tr>",
+             <br><span class=\"a\">{addr}</span></td><td class=\"n\">{v}</td><td class=\"n\">{days}</td></tr>",
             name = Esc(&r.name),
             c = class(i),
             addr = Esc(&r.address),
@@ -431,7 +461,7 @@ fn top_addresses(out: &mut String, total: &Summary) {
 mod tests {
     use super::*;
     use crate::peers::PeerError;
-    use crate::stats::Tally;
+    use crate::stats::DamagedFile;
     use visit_journal::Visit;
 
     fn day(d: &str) -> NaiveDate {
@@ -440,20 +470,20 @@ mod tests {
 
     /// A replica with `counts[i]` visits on each day `(date, count)`, from `ips` in turn.
     fn replica(name: &str, counts: &[(&str, u64)], ips: &[&str]) -> ReplicaStats {
-        let mut t = Tally::default();
+        let mut visits: Vec<Visit> = Vec::new();
         let mut k = 0;
         for (d, n) in counts {
             for _ in 0..*n {
                 let ip = ips[k % ips.len()];
                 k += 1;
-                let v: Visit = format!("{d}T12:00:00.000Z - {ip}").parse().unwrap();
-                t.add(&v);
+                visits.push(format!("{d}T12:00:00.000Z - {ip}").parse().unwrap());
             }
         }
         ReplicaStats {
             name: name.into(),
             address: format!("127.0.0.1:{}", 8080 + name.len()),
-            summary: t.summary(),
+            summary: Summary::of_visits(&visits),
+            damaged: Vec::new(),
         }
     }
 
@@ -620,16 +650,17 @@ mod tests {
     fn lists_the_top_10_addresses_over_the_replicas() {
         let ips: Vec<String> = (1..=15).map(|i| format!("10.0.0.{i}")).collect();
         // Address i gets i visits on replica a, and 10.0.0.1 gets 100 more on b.
-        let mut t = Tally::default();
+        let mut visits: Vec<Visit> = Vec::new();
         for (i, ip) in ips.iter().enumerate() {
             for _ in 0..=i {
-                t.add(&format!("2026-11-26T12:00:00Z - {ip}").parse().unwrap());
+                visits.push(format!("2026-11-26T12:00:00Z - {ip}").parse().unwrap());
             }
         }
         let a = ReplicaStats {
             name: "a".into(),
             address: "127.0.0.1:1".into(),
-            summary: t.summary(),
+            summary: Summary::of_visits(&visits),
+            damaged: Vec::new(),
         };
         let b = replica("b", &[("2026-11-26", 100)], &["10.0.0.1"]);
         let html = page(&[a, b], &[]);
@@ -655,6 +686,23 @@ mod tests {
             ]
         );
         assert!(html.contains("<tr data-ip=\"10.0.0.1\" data-count=\"101\">"));
+    }
+
+    #[test]
+    fn damaged_files_are_named_each_with_its_replica() {
+        let mut r = replica("r0", &[("2026-11-26", 2)], &["10.0.0.1"]);
+        r.damaged = vec![DamagedFile {
+            file: "visits.txt.<summary>".into(),
+            error: "line 2 at byte 19: not a 'YYYY-MM-DD COUNT' line".into(),
+        }];
+        let html = page(&[r, replica("r1", &[], &["10.0.0.1"])], &[]);
+        let at = html
+            .find("<li data-damaged=\"visits.txt.&lt;summary&gt;\" data-replica=\"r0\">")
+            .unwrap();
+        assert!(at < html.find("<svg").unwrap());
+        assert!(html.contains("not a &#39;YYYY-MM-DD COUNT&#39; line"));
+        let none = page(&[replica("r0", &[], &["10.0.0.1"])], &[]);
+        assert!(!none.contains("data-damaged"));
     }
 
     #[test]

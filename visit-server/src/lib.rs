@@ -23,7 +23,8 @@
 //!    replicas' parts, tagged, with the missing peers.
 //!    [`dashboard`]: `/dashboard`, the counts of `/stats` as one self-contained HTML page with
 //!    an SVG chart (pure: counts in, HTML out).
-//! 4. [`stats`]: `/stats` counts per day and per address in bounded memory, and their JSON.
+//! 4. [`stats`]: `/stats`: the library's counts of the journal's history (per day, per
+//!    address, damaged files) as JSON and CSV, and the sum over replicas.
 //!    [`stream`]: `/visits` bodies (text and JSON) that stream in constant memory, over the
 //!    journal's whole history (its sealed segments, then its live file).
 //! 5. [`app`]: the shared state: the journal, metrics, readiness and its self-healing.
@@ -39,14 +40,13 @@
 //!    `/stats`.
 //!    [`log`]: one JSON object per line on stdout.
 //!    [`shutdown`]: SIGTERM/SIGINT and the drain timing.
-//!    [`counts`]: what `/stats` counted in each sealed segment of the journal, kept.
 //! 8. [`json`]: the one JSON writer, for logs and bodies.
 //!    [`exposition`]: the Prometheus text format: labelled counters, histograms.
 //!    [`csv`]: RFC 4180 fields, and `/visits` rows streamed from a
 //!    [`Reader`](visit_journal::Reader), for `?format=csv`.
 //!
-//! `main.rs` only wires these together (and starts the background count of the sealed
-//! segments into [`app::App::segments`]).
+//! `main.rs` only wires these together (and raises the limit of open files, and starts the
+//! background count of the sealed segments, which the journal keeps).
 //!
 //! # Architecture Invariants
 //!
@@ -60,12 +60,13 @@
 //! - A cluster view asks its peers only for `scope=local`, which never fans out, and only
 //!   `GET /visits` and `GET /stats`, which never record: no recursion, no visit.
 //! - No replica writes to another's journal: the cluster view only reads.
+//! - Counting is the library's ([`visit_journal::Journal::counts`]): this crate keeps no
+//!   counts of its own, so it cannot keep a stale one.
 
 pub mod app;
 pub mod client_addr;
 pub mod cluster;
 pub mod config;
-pub mod counts;
 pub mod csv;
 pub mod dashboard;
 pub mod exposition;
@@ -95,7 +96,7 @@ mod layout {
         &["stats", "stream"],
         &["app", "http"],
         &["config", "metrics"],
-        &["peers", "client_addr", "query", "log", "shutdown", "counts"],
+        &["peers", "client_addr", "query", "log", "shutdown"],
         &["json", "exposition", "csv"],
     ];
 

@@ -13,7 +13,6 @@ use visit_server::config::{self, Command};
 use visit_server::log::{self, Value};
 use visit_server::server::{self, Limits, Outcome};
 use visit_server::shutdown::Signals;
-use visit_server::stats;
 
 fn main() -> ExitCode {
     let config = match config::parse(std::env::args_os().skip(1), |k| std::env::var_os(k)) {
@@ -29,6 +28,9 @@ fn main() -> ExitCode {
         }
     };
     let limits = Limits::default();
+    // Before anything is opened: a history of thousands of segments is opened whole by every
+    // reader (CONTRACT §10), and a container's soft limit is often 1024.
+    let open_files = raise_open_files_limit();
     let offset = config
         .utc_offset
         .map_or_else(|| "local".to_string(), |o| o.to_string());
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
             ("retain_size", config.retain_size.into()),
             ("retain_days", config.retain_days.into()),
             ("anonymize", config.anonymize.into()),
+            ("open_files_limit", Value::Str(&open_files)),
             ("pid", u64::from(std::process::id()).into()),
         ],
     );
@@ -98,11 +101,9 @@ fn main() -> ExitCode {
             ("retired_segments", journal.stats().retired_segments.into()),
         ],
     );
-    // Retention ran at open; if it failed, the journal retries it, and the log says why.
-    if let Some(e) = journal.take_lifecycle_error() {
-        app::log_journal_error("journal_lifecycle_failed", journal.path(), &e);
-    }
     let app = Arc::new(App::new(config, journal));
+    // Retention ran at open; if it failed, the journal retries it, and the log says why.
+    app.log_lifecycle_error();
     log::info("replica", &[("name", Value::Str(&app.name))]);
     // A journal that cannot be written fails fast, except for a full disk: that is no reason
     // to crash-loop; start unready and let /readyz notice when space is back.
@@ -138,13 +139,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// Counts the journal's sealed segments once, on one low-priority thread, into the cache that
-/// `/stats` and `/dashboard` read (see `visit_server::counts`), and logs `segments_counted`
-/// when done. Without it a replica restarted with a big history would count it on its first
-/// `/stats` (seconds for a GiB), so its peers' cluster views, which wait `--peer-timeout`
-/// (1 s), would list it as missing until then; with it, they see it within seconds of the
-/// start. Requests never wait for this thread: one that comes first counts what is not
-/// counted yet itself, as without it.
+/// Counts the journal's sealed segments once, on one low-priority thread, into the counts the
+/// journal keeps for `/stats` and `/dashboard` (`Journal::counts`), and logs
+/// `segments_counted` when done. Without it a replica restarted with a big history would
+/// count it on its first `/stats` (seconds for a GiB), so its peers' cluster views, which
+/// wait `--peer-timeout` (1 s), would list it as missing until then; with it, they see it
+/// within seconds of the start. Requests never wait for this thread: one that comes first
+/// counts what is not counted yet itself, as without it.
 fn count_segments_in_background(app: &Arc<App>) {
     if app.journal.stats().sealed_segments == 0 {
         return;
@@ -155,12 +156,13 @@ fn count_segments_in_background(app: &Arc<App>) {
         .spawn(move || {
             lower_priority();
             let start = Instant::now();
-            match stats::tally_journal(app.journal.path(), &app.segments) {
-                Ok(tally) => log::info(
+            match app.journal.counts() {
+                Ok(counts) => log::info(
                     "segments_counted",
                     &[
-                        ("segments", (app.segments.len() as u64).into()),
-                        ("visits", tally.summary().visits.into()),
+                        ("segments", app.journal.stats().sealed_segments.into()),
+                        ("visits", counts.visits().into()),
+                        ("damaged_files", (counts.damaged().len() as u64).into()),
                         ("duration_s", Value::Seconds(start.elapsed())),
                     ],
                 ),
@@ -176,6 +178,36 @@ fn count_segments_in_background(app: &Arc<App>) {
                 Value::Display(&format_args!("cannot start a thread: {e}")),
             )],
         );
+    }
+}
+
+/// Raises the soft limit of open files to the hard limit, as Go's runtime does at start: the
+/// history's readers hold a descriptor per segment, and the hard limit is what the operator
+/// (or the container runtime) allows. Returns `soft/hard` as set, for the start-up log, or
+/// why it could not.
+fn raise_open_files_limit() -> String {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{Resource, getrlimit, setrlimit};
+        let mut limit = getrlimit(Resource::Nofile);
+        let show = |v: Option<u64>| v.map_or_else(|| "unlimited".to_string(), |v| v.to_string());
+        if limit.current != limit.maximum {
+            limit.current = limit.maximum;
+            if let Err(e) = setrlimit(Resource::Nofile, limit) {
+                let now = getrlimit(Resource::Nofile);
+                return format!(
+                    "{}/{} (not raised: {e})",
+                    show(now.current),
+                    show(now.maximum)
+                );
+            }
+        }
+        let now = getrlimit(Resource::Nofile);
+        format!("{}/{}", show(now.current), show(now.maximum))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        "unchanged".to_string()
     }
 }
 

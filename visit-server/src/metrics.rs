@@ -23,6 +23,7 @@
 //! | `visit_journal_largest_batch` | gauge | most records one fsync has carried |
 //! | `visit_journal_live_bytes`, `visit_journal_sealed_bytes`, `visit_journal_sealed_segments` | gauge | the live file's size and the sealed segments' total size and number, as the handle last saw them under the lock (after its last batch, rotation or retention) |
 //! | `visit_journal_rotations_total`, `_failed_rotations_total`, `_retired_segments_total`, `_failed_retentions_total` | counter | rotations and retirements (`--rotate-size`, `--retain-size`, `--retain-days`), and the failures of either (never a failed visit: they are logged and retried) |
+//! | `visit_journal_damaged_files` | gauge | files of the journal's history that could not be counted or were set aside (a damaged summary, a file with a segment's name that cannot be read, `<name>.damaged`), as listed when scraped (CONTRACT §10); absent if the directory cannot be listed |
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -154,6 +155,8 @@ pub struct Gauges {
     pub disk_available: Option<u64>,
     /// The journal handle's counters.
     pub journal: Stats,
+    /// Damaged or set-aside files of the journal's history, if they could be listed.
+    pub damaged_files: Option<u64>,
 }
 
 impl Metrics {
@@ -262,6 +265,15 @@ impl Metrics {
         );
         render_health(out, g);
         render_journal(out, &g.journal);
+        if let Some(damaged) = g.damaged_files {
+            exposition::gauge(
+                out,
+                "visit_journal_damaged_files",
+                "Files of the journal's history that could not be counted or were set aside \
+                 (see /stats damaged).",
+                damaged,
+            );
+        }
         std::mem::take(out)
     }
 
@@ -434,6 +446,7 @@ mod tests {
             fanouts: 1,
             disk_available: Some(1 << 30),
             journal: Stats::default(),
+            damaged_files: Some(0),
         }
     }
 

@@ -69,13 +69,10 @@ pub fn route(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
         },
         ("/visits", true) => visits(app, rq),
         ("/stats", true) => stats(app, rq),
-        ("/healthz" | "/livez", true) => {
-            if app.is_fatal() {
-                Reply::text(503, "listener failed\n")
-            } else {
-                Reply::text(200, "ok\n")
-            }
-        }
+        ("/healthz" | "/livez", true) => match app.liveness() {
+            Ok(()) => Reply::text(200, "ok\n"),
+            Err(why) => Reply::text(503, format!("{why}\n")),
+        },
         ("/readyz", true) => {
             app.heal();
             match app.readiness() {
@@ -224,11 +221,12 @@ fn stats(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
 
 /// This replica's counts, as `/stats?scope=local` and a lone replica's dashboard show them.
 fn local_stats(app: &App) -> Result<stats::ReplicaStats, Reply> {
-    match stats::tally_journal(app.journal.path(), &app.segments) {
-        Ok(t) => Ok(stats::ReplicaStats {
+    match app.journal.counts() {
+        Ok(counts) => Ok(stats::ReplicaStats {
             name: app.name.clone(),
             address: app.local_addr().to_string(),
-            summary: t.summary(),
+            summary: stats::Summary::of(&counts),
+            damaged: stats::DamagedFile::list(counts.damaged()),
         }),
         Err(e) => {
             log_journal_error("stats_read_failed", app.journal.path(), &e);

@@ -302,19 +302,21 @@ fn a_corrupt_line_in_a_segment_names_the_segment() {
 }
 
 #[test]
-fn a_corrupt_summary_is_refused_naming_its_line() {
+fn a_damaged_summary_is_reported_naming_its_line_and_the_rest_counted() {
     let (dir, path) = history();
     let summary = dir.path().join("visits.txt.summary");
     std::fs::write(&summary, "# folded through 2\n2026-11-24 forty\n").unwrap();
     let out = verify(&[arg(&path)]);
     assert_eq!(out.code(), 1, "{out:#?}");
-    assert_eq!(
-        out.stderr,
-        format!(
-            "verify: {}:2: bad record at byte 19: not a 'YYYY-MM-DD COUNT' line\n",
+    assert!(
+        out.stdout.contains(&format!(
+            "{}: damaged: line 2 at byte 19: not a 'YYYY-MM-DD COUNT' line\n",
             summary.display()
-        )
+        )),
+        "{out:#?}"
     );
+    assert!(out.stdout.contains("  damaged files:  1\n"), "{out:#?}");
+    assert!(out.stdout.contains("  retired visits:  0 "), "{out:#?}");
 }
 
 #[test]

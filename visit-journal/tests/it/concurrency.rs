@@ -265,3 +265,73 @@ fn processes_times_threads_append_and_rotate_without_loss_or_reordering() {
         .unwrap();
     assert_eq!(days.values().sum::<u64>(), total);
 }
+
+/// Counts taken while a writer rotates every 4 KiB and retention retires: each is the count of
+/// the history at one moment (between what was acknowledged before it started and after it
+/// ended, its days adding up to its visits), and once the writer stops, every count is exact.
+/// Bounded: the writer stops after two seconds or 20,000 visits, whichever comes first.
+#[test]
+fn counts_taken_during_rotations_and_retirements_are_each_a_moment_of_the_history() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+    use std::time::Instant;
+
+    let t = TempJournal::new();
+    let journal = Options::new()
+        .sync(false)
+        .rotate_size(4096)
+        .retain_size(8 * 4096)
+        .open(&t.path)
+        .unwrap();
+    let acked = AtomicU64::new(0);
+    let done = AtomicBool::new(false);
+    let counted = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let until = Instant::now() + Duration::from_secs(2);
+            for n in 0..20_000 {
+                if Instant::now() > until {
+                    break;
+                }
+                journal.append(&visit(n)).unwrap();
+                acked.fetch_add(1, SeqCst);
+            }
+            done.store(true, SeqCst);
+        });
+        for _ in 0..3 {
+            s.spawn(|| {
+                while !done.load(SeqCst) {
+                    let before = acked.load(SeqCst);
+                    let counts = journal.counts().unwrap();
+                    // One visit may be written and not yet acknowledged (the writer appends
+                    // one at a time).
+                    let after = acked.load(SeqCst) + 1;
+                    assert!(
+                        (before..=after).contains(&counts.visits()),
+                        "{} visits counted, {before}..={after} acknowledged or written",
+                        counts.visits()
+                    );
+                    assert_eq!(counts.days().values().sum::<u64>(), counts.visits());
+                    counted.fetch_add(1, SeqCst);
+                }
+            });
+        }
+    });
+    let total = acked.load(SeqCst);
+    assert!(
+        journal.stats().retired_segments > 0,
+        "{:?}",
+        journal.stats()
+    );
+    assert!(counted.load(SeqCst) > 10, "the counts raced the writer");
+    for _ in 0..2 {
+        assert_eq!(journal.counts().unwrap().visits(), total);
+    }
+    assert_eq!(
+        visit_journal::History::open(&t.path)
+            .unwrap()
+            .counts()
+            .unwrap()
+            .visits(),
+        total
+    );
+}

@@ -13,6 +13,7 @@
 mod append;
 mod concurrency;
 mod crash;
+mod damage;
 mod faults;
 mod props;
 mod read;

@@ -198,3 +198,154 @@ proptest! {
         prop_assert_eq!(crate::rotation::cat_history(&t.path), lines(&all[retired..]));
     }
 }
+
+/// One step of a long-lived volume's life (CONTRACT §10): appends and reopens as above, and
+/// what an operator or a fault does beside the writer: a summary damaged (a byte changed, or
+/// its last line lost) and later repaired, an odd file with the next segment's name, the whole
+/// history deleted under the running writer.
+#[derive(Debug, Clone)]
+enum Event {
+    Step(Step),
+    Count,
+    DamageSummary { cut: bool },
+    RepairSummary,
+    OddFile { fifo: bool },
+    DeleteHistory,
+}
+
+fn any_event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        8 => any_step().prop_map(Event::Step),
+        2 => Just(Event::Count),
+        1 => any::<bool>().prop_map(|cut| Event::DamageSummary { cut }),
+        1 => Just(Event::RepairSummary),
+        1 => any::<bool>().prop_map(|fifo| Event::OddFile { fifo }),
+        1 => Just(Event::DeleteHistory),
+    ]
+}
+
+/// The number the next segment of the journal at `path` would get, as the writer numbers it.
+fn next_number(path: &std::path::Path) -> u64 {
+    let dir = path.parent().unwrap();
+    let highest = crate::rotation::names(dir)
+        .iter()
+        .filter_map(|n| n.strip_prefix("visits.txt.")?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    let folded = std::fs::read_to_string(dir.join("visits.txt.summary"))
+        .ok()
+        .and_then(|s| {
+            let first = s
+                .lines()
+                .next()?
+                .strip_prefix("# folded through ")?
+                .to_string();
+            first.split(',').next()?.parse::<u64>().ok()
+        })
+        .unwrap_or(0);
+    highest.max(folded) + 1
+}
+
+proptest! {
+    #![proptest_config(config(32))]
+
+    /// Whatever the volume goes through, every count is exact or says what it could not
+    /// count: the journal's kept counts (by file identity) always equal a cold count of the
+    /// same files; with a sound summary they equal every visit recorded since the history
+    /// began (or was deleted); every odd file is listed as damaged, never deleted; and no
+    /// append fails.
+    #[test]
+    fn any_life_of_a_volume_keeps_every_count_exact_or_partial_and_said(
+        events in prop::collection::vec(any_event(), 1..30)
+    ) {
+        use visit_journal::History;
+        let t = TempJournal::new();
+        let open = |rotate, retain| crate::rotation::retaining(&t, rotate, retain);
+        let summary = t.dir.path().join("visits.txt.summary");
+        let mut journal = open(200, 600);
+        let mut all: Vec<Visit> = Vec::new();
+        let mut sound_summary: Option<Vec<u8>> = None;
+        let mut odd_files = 0usize;
+        let check = |journal: &visit_journal::Journal, all: &[Visit], sound: bool, odd: usize| -> Result<(), TestCaseError> {
+            let warm = journal.counts().unwrap();
+            let cold = History::open(&t.path).unwrap().counts().unwrap();
+            prop_assert_eq!(&warm, &cold);
+            let damaged_summary = warm.damaged().iter().any(|d| d.file_name() == "visits.txt.summary");
+            prop_assert_eq!(damaged_summary, !sound);
+            prop_assert_eq!(warm.damaged().len() - usize::from(damaged_summary), odd);
+            prop_assert_eq!(journal.damaged_files().unwrap(), warm.damaged().to_vec());
+            if sound {
+                prop_assert_eq!(warm.visits(), all.len() as u64);
+                prop_assert_eq!(warm.days(), &crate::rotation::per_day(all));
+            }
+            prop_assert_eq!(warm.days().values().sum::<u64>(), warm.visits());
+            Ok(())
+        };
+        for event in &events {
+            match event {
+                Event::Step(Step::Append(batch)) => {
+                    journal.append_batch(batch).unwrap();
+                    all.extend_from_slice(batch);
+                }
+                Event::Step(Step::Reopen { rotate, retain }) => {
+                    drop(journal);
+                    journal = open(*rotate, *retain);
+                }
+                Event::Count => check(&journal, &all, sound_summary.is_none(), odd_files)?,
+                Event::DamageSummary { cut } => {
+                    let Ok(text) = std::fs::read(&summary) else { continue };
+                    if sound_summary.is_some() || !text.ends_with(b"\n") {
+                        continue;
+                    }
+                    let damaged = if *cut {
+                        // The last line lost, at a line boundary.
+                        let body = &text[..text.len() - 1];
+                        let end = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                        text[..end].to_vec()
+                    } else {
+                        // A byte of the last line changed.
+                        let mut t = text.clone();
+                        let at = t.len() - 2;
+                        t[at] = b'x';
+                        t
+                    };
+                    // A summary of only its first line has no day to lose.
+                    if text.iter().filter(|&&b| b == b'\n').count() < 2 {
+                        continue;
+                    }
+                    std::fs::write(&summary, &damaged).unwrap();
+                    sound_summary = Some(text);
+                }
+                Event::RepairSummary => {
+                    if let Some(text) = sound_summary.take() {
+                        std::fs::write(&summary, text).unwrap();
+                    }
+                }
+                Event::OddFile { fifo } => {
+                    let odd = t.dir.path().join(format!("visits.txt.{:06}", next_number(&t.path)));
+                    if *fifo {
+                        let made = std::process::Command::new("mkfifo").arg(&odd).status().unwrap();
+                        prop_assert!(made.success());
+                    } else {
+                        std::fs::create_dir(&odd).unwrap();
+                    }
+                    odd_files += 1;
+                }
+                Event::DeleteHistory => {
+                    for name in crate::rotation::names(t.dir.path()) {
+                        let at = t.dir.path().join(name);
+                        if at.is_dir() {
+                            std::fs::remove_dir_all(at).unwrap();
+                        } else {
+                            std::fs::remove_file(at).unwrap();
+                        }
+                    }
+                    all.clear();
+                    sound_summary = None;
+                    odd_files = 0;
+                }
+            }
+        }
+        check(&journal, &all, sound_summary.is_none(), odd_files)?;
+    }
+}

@@ -196,7 +196,7 @@ fn retention_by_size_deletes_the_oldest_and_counts_them_in_the_summary() {
         .parse::<u64>()
         .unwrap();
     assert!(
-        summary.starts_with(&format!("# folded through {}\n", first - 1)),
+        summary.starts_with(&format!("# folded through {}, ", first - 1)),
         "{summary}"
     );
     assert_history_is(&t.path, &all);
@@ -259,6 +259,9 @@ fn segment_numbers_are_never_reused_after_every_segment_was_retired() {
     assert!(segments(&t.path).is_empty());
     let summary = fs::read_to_string(t.dir.path().join("visits.txt.summary")).unwrap();
     let folded: u64 = summary.lines().next().unwrap()["# folded through ".len()..]
+        .split(',')
+        .next()
+        .unwrap()
         .parse()
         .unwrap();
     assert_eq!(journal.stats().rotations, folded);
@@ -571,9 +574,72 @@ fn history_tail_across_segments_yields_n_lines_while_the_live_file_grows() {
     assert_history_is(&t.path, &all);
 }
 
-/// The foreign writer the README shows (Python: `flock`, then `fstat` against `stat`, retry)
-/// appends beside a rotating journal: its lines all land, in order, and none in a segment
-/// after it was sealed.
+/// The code block in `lang` that README.md shows first after its "Other writers beside the
+/// server" paragraph: the foreign writers are tested as the README writes them.
+fn readme_writer(lang: &str) -> String {
+    let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
+    let section = &readme[readme
+        .find("**Other writers beside the server.**")
+        .expect("README.md has the foreign writers' section")..];
+    let fence = format!("```{lang}\n");
+    let body = &section[section.find(&fence).expect("a code block") + fence.len()..];
+    body[..body.find("```").expect("a closed code block")].to_string()
+}
+
+/// README's foreign writers cut a torn tail left by a writer that died mid-line before they
+/// append (as every writer must, CONTRACT §1): their line is never glued to the debris.
+#[test]
+fn the_readmes_foreign_writers_cut_a_torn_tail_first() {
+    let t = TempJournal::new();
+    let whole = lines(&visits(0..3));
+    let torn = "2026-11-26T10:44:36.12";
+    t.write(format!("{whole}{torn}").as_bytes());
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(readme_writer("sh"))
+        .current_dir(t.dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let shell_line = "2026-11-26T10:44:36.123+03:00 - 10.0.0.9\n";
+    assert_eq!(t.text(), format!("{whole}{shell_line}"));
+
+    t.write(format!("{whole}{torn}").as_bytes());
+    let script = format!(
+        "{}\nappend({path:?}, '2026-11-26T10:44:37+03:00 - 192.168.0.1')\n",
+        readme_writer("python"),
+        path = t.path.to_str().unwrap()
+    );
+    assert!(spawn_python(&script).wait().unwrap().success());
+    assert_eq!(
+        t.text(),
+        format!("{whole}2026-11-26T10:44:37+03:00 - 192.168.0.1\n")
+    );
+    // What is not a torn record is refused, never cut.
+    let long = "x".repeat(5000);
+    t.write(format!("{whole}{long}").as_bytes());
+    let refused = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!refused.success());
+    assert_eq!(t.text(), format!("{whole}{long}"));
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(readme_writer("sh"))
+        .current_dir(t.dir.path())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success());
+    assert_eq!(t.text(), format!("{whole}{long}"));
+}
+
+/// The foreign writer the README shows (Python: `flock`, then `fstat` against `stat`, retry,
+/// cut a torn tail) appends beside a rotating journal: its lines all land, in order, and none
+/// in a segment after it was sealed.
 #[test]
 fn a_foreign_writer_that_rechecks_the_inode_never_writes_a_sealed_segment() {
     const FOREIGN: u32 = 300;
@@ -581,24 +647,11 @@ fn a_foreign_writer_that_rechecks_the_inode_never_writes_a_sealed_segment() {
     let journal = rotating(&t, 4096);
     let script = format!(
         r#"
-import fcntl, os
-def append(path, line):
-    while True:
-        with open(path, "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                st = os.stat(path)
-            except FileNotFoundError:
-                continue
-            mine = os.fstat(f.fileno())
-            if (st.st_dev, st.st_ino) != (mine.st_dev, mine.st_ino):
-                continue
-            f.write(line + "\n")
-            f.flush()
-            return
+{writer}
 for i in range({FOREIGN}):
     append({path:?}, "2026-11-26T10:44:36+03:00 - 192.168.%d.%d" % (i // 256, i % 256))
 "#,
+        writer = readme_writer("python"),
         path = t.path.to_str().unwrap()
     );
     let mut python = spawn_python(&script);

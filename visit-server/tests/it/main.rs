@@ -20,6 +20,7 @@ mod cluster;
 mod crash;
 mod dashboard;
 mod disk_full;
+mod exact;
 mod exports;
 mod foreign;
 mod hostile;
