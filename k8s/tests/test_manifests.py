@@ -153,8 +153,14 @@ class OverlayFacts:
     guarded = None
 
     @classmethod
+    def rendered(cls):
+        """The objects these facts are checked in, keyed by (kind, name): the overlay's (the
+        Helm chart's tests check the chart's renderings against the same facts)."""
+        return render(cls.overlay)
+
+    @classmethod
     def setUpClass(cls):
-        cls.docs = render(cls.overlay)
+        cls.docs = cls.rendered()
         cls.sts = cls.docs[("StatefulSet", "visit-server")]
         cls.pod = cls.sts["spec"]["template"]["spec"]
         (cls.container,) = cls.pod["containers"]
