@@ -172,7 +172,8 @@ class HelmTestPod(unittest.TestCase):
             text=True,
             timeout=60,
         )
-        print(f"--- exit {result.returncode}\n{result.stdout}{result.stderr}", file=sys.stderr)
+        output = "".join(f"    | {line}\n" for line in (result.stdout + result.stderr).splitlines())
+        print(f"\n    the pod's output (exit {result.returncode}):\n{output}", file=sys.stderr)
         return result
 
     def visits(self):
