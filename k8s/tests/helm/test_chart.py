@@ -671,48 +671,17 @@ class AgreesWithTheServer(unittest.TestCase):
                 schema_takes = message is None or "schema" not in message
                 self.assertEqual(schema_takes, self.server_takes(variable, text), message)
 
+    # Sizes on both sides of every boundary the schema draws (0, 4 KiB, the suffixes, what
+    # the server refuses in its own tests, visit-server/src/config.rs `sizes`); the server
+    # is the judge of each, so the list needs no expected verdicts.
+    # fmt: off
     SIZES = (
-        "0",
-        "00",
-        "0K",
-        "0KiB",
-        "0M",
-        "0G",
-        "1",
-        "4095",
-        "4096",
-        "04096",
-        "9999",
-        "10000",
-        "3K",
-        "4K",
-        "4KiB",
-        "007K",
-        "12K",
-        "1M",
-        "1MiB",
-        "8MiB",
-        "192M",
-        "1G",
-        "16GiB",
-        "999999999G",
-        "K",
-        "1k",
-        "1KB",
-        "1 K",
-        " 1K",
-        "1K ",
-        "1.5M",
-        "+1",
-        "-1",
-        "1T",
-        "1Ki",
-        "1MIB",
-        "5 MB",
-        "1KiB",
-        "lots",
-        "0x10",
+        "0", "00", "0K", "0KiB", "0M", "0G", "1", "4095", "4096", "04096", "9999", "10000",
+        "3K", "4K", "4KiB", "007K", "12K", "1M", "1MiB", "8MiB", "192M", "1G", "16GiB",
+        "999999999G", "K", "1k", "1KB", "1 K", " 1K", "1K ", "1.5M", "+1", "-1", "1T", "1Ki",
+        "1MIB", "5 MB", "1KiB", "lots", "0x10",
     )
+    # fmt: on
 
     def test_rotate_sizes(self):
         self.check("VISIT_ROTATE_SIZE", ["journal", "rotateSize"], self.SIZES)
