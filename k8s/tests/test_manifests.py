@@ -44,6 +44,12 @@ APP_UID = 65532
 SERVER_DRAIN_SECONDS = 5
 # The RSS the contract expects under load; requests and limits are sized from it.
 EXPECTED_RSS_BYTES = 20 * 1000 * 1000
+# CONTRACT.md section 11: the read token, mounted from this Secret's key into this file
+# (the token helper's README and tests, and the Helm chart, use the same names).
+READ_TOKEN_SECRET = "visit-server-read-token"
+READ_TOKEN_KEY = "token"
+READ_TOKEN_DIR = "/var/run/secrets/visit-server"
+READ_TOKEN_FILE = f"{READ_TOKEN_DIR}/token"
 
 _BINARY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
 _NGINX_SUFFIXES = {"k": 2**10, "m": 2**20, "g": 2**30}
@@ -143,10 +149,18 @@ class OverlayFacts:
     replicas = None
     # Whether the overlay includes k8s/components/front-proxy.
     proxied = None
+    # Whether the overlay includes k8s/components/read-token (reads need a token).
+    guarded = None
+
+    @classmethod
+    def rendered(cls):
+        """The objects these facts are checked in, keyed by (kind, name): the overlay's (the
+        Helm chart's tests check the chart's renderings against the same facts)."""
+        return render(cls.overlay)
 
     @classmethod
     def setUpClass(cls):
-        cls.docs = render(cls.overlay)
+        cls.docs = cls.rendered()
         cls.sts = cls.docs[("StatefulSet", "visit-server")]
         cls.pod = cls.sts["spec"]["template"]["spec"]
         (cls.container,) = cls.pod["containers"]
@@ -347,6 +361,37 @@ class OverlayFacts:
         self.assertGreaterEqual(quantity(limits["memory"]), 2 * quantity(requests["memory"]))
         self.assertLessEqual(quantity(requests["cpu"]), quantity(limits["cpu"]))
 
+    def test_reads_need_the_token_from_the_secret_exactly_when_guarded(self):
+        env = {e["name"]: e for e in self.container["env"]}
+        mounts = {m["name"]: m for m in self.container["volumeMounts"]}
+        volumes = {v["name"]: v for v in self.pod.get("volumes", [])}
+        secrets = {name: v["secret"] for name, v in volumes.items() if "secret" in v}
+        if not self.guarded:
+            # Open reads, the lab's behaviour: no token file, no Secret.
+            self.assertNotIn("VISIT_READ_TOKEN_FILE", env)
+            self.assertEqual(secrets, {})
+            return
+        self.assertEqual(env["VISIT_READ_TOKEN_FILE"].get("value"), READ_TOKEN_FILE)
+        (name,) = secrets
+        secret = secrets[name]
+        self.assertEqual(secret["secretName"], READ_TOKEN_SECRET)
+        self.assertEqual(secret["items"], [{"key": READ_TOKEN_KEY, "path": "token"}])
+        # Not optional: a pod without the Secret must not start with open reads.
+        self.assertIs(secret["optional"], False)
+        # Readable by the server through the pod's fsGroup, by no one else, and not writable.
+        mode = secret["defaultMode"]
+        self.assertEqual(self.pod["securityContext"]["fsGroup"], APP_UID)
+        self.assertEqual(mode & 0o040, 0o040, oct(mode))
+        self.assertEqual(mode & 0o227, 0, oct(mode))
+        mount = mounts[name]
+        self.assertEqual(mount["mountPath"], READ_TOKEN_DIR)
+        self.assertIs(mount["readOnly"], True)
+        # A subPath mount never sees the Secret's updates: rotation needs the directory.
+        self.assertNotIn("subPath", mount)
+        # Only the server reads it; the proxy never sees the token.
+        if self.proxy:
+            self.assertNotIn(name, [m["name"] for m in self.proxy["volumeMounts"]])
+
     def test_everything_lands_in_the_overlays_namespace(self):
         namespaces = {doc["metadata"].get("namespace") for doc in self.docs.values()}
         self.assertEqual(len(namespaces), 1)
@@ -357,6 +402,7 @@ class DevOverlay(OverlayFacts, unittest.TestCase):
     overlay = "dev"
     replicas = 1
     proxied = False
+    guarded = False
 
     def test_has_no_front_proxy(self):
         self.assertNotIn("initContainers", self.pod)
@@ -370,6 +416,7 @@ class ProdOverlay(OverlayFacts, unittest.TestCase):
     overlay = "prod"
     replicas = 3
     proxied = True
+    guarded = True
 
     def test_proxy_is_a_native_sidecar_running_the_mounted_config(self):
         self.assertIsNotNone(self.proxy, "prod must include k8s/components/front-proxy")
