@@ -73,15 +73,24 @@ def kustomize(directory):
                           capture_output=True, text=True).stdout
 
 
-def render_with_monitoring(overlay):
+def readme_label_patches():
+    """The `patches:` README "Monitoring" shows for giving both objects a label."""
+    blocks = re.findall(r"(?ms)^```yaml\n(.*?)^```", README.read_text())
+    (block,) = [b for b in blocks if "/metadata/labels/release" in b]
+    return yaml.safe_load(block)["patches"]
+
+
+def render_with_monitoring(overlay, patches=()):
     """The overlay as README "Monitoring" says to change it: a copy of k8s/ in which the
-    overlay's kustomization lists ../../components/monitoring among its components."""
+    overlay's kustomization lists ../../components/monitoring among its components (and has
+    `patches` too)."""
     with tempfile.TemporaryDirectory(prefix="visit-monitoring-") as tmp:
         k8s = Path(tmp) / "k8s"
         shutil.copytree(ROOT / "k8s", k8s, ignore=shutil.ignore_patterns("tests"))
         path = k8s / "overlays" / overlay / "kustomization.yaml"
         kustomization = yaml.safe_load(path.read_text())
         kustomization.setdefault("components", []).append("../../components/monitoring")
+        kustomization.setdefault("patches", []).extend(patches)
         path.write_text(yaml.safe_dump(kustomization, sort_keys=False))
         return keyed(kustomize(path.parent))
 
@@ -137,6 +146,13 @@ class MonitoringFacts:
             doc = self.docs[key]
             self.assertEqual(doc["apiVersion"], "monitoring.coreos.com/v1")
             self.assertEqual(doc["metadata"]["namespace"], self.namespace, key)
+
+    def test_the_readmes_label_patch_labels_both_objects(self):
+        docs = render_with_monitoring(self.overlay, readme_label_patches())
+        for kind in ("ServiceMonitor", "PrometheusRule"):
+            labels = docs[(kind, "visit-server")]["metadata"]["labels"]
+            self.assertEqual(labels["release"], "kube-prometheus-stack", kind)
+            self.assertEqual(labels["app.kubernetes.io/part-of"], "visit-journal", kind)
 
     def test_changes_nothing_else_but_the_headless_services_labels(self):
         for key, doc in self.plain.items():
