@@ -47,6 +47,9 @@ PROMTOOL = os.environ.get("PROMTOOL", "promtool")
 WAIT_SECONDS = 30
 # The visits each replica receives.
 VISITS = (5, 3, 7)
+# Alerts that depend on this machine, not on the servers: the journals share the host's
+# disk, which may well be more than 85% full.
+HOST_ALERTS = 'alertname!="VisitJournalVolumeFilling"'
 
 
 def write_groups(directory):
@@ -89,6 +92,17 @@ def wait_for(what, check, seconds=WAIT_SECONDS):
                 return last
         time.sleep(0.2)
     raise AssertionError(f"not within {seconds} s: {what} (last seen: {last!r})")
+
+
+def stop(proc, signum, seconds):
+    """Sends `signum` to `proc` unless it has exited, waits `seconds` for it, then kills it."""
+    if proc.poll() is None:
+        proc.send_signal(signum)
+        try:
+            proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 def listening_addresses(pid):
@@ -183,13 +197,8 @@ class Replica:
         return body
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        # SIGTERM: the server drains and exits within 5 s (CONTRACT.md section 3).
+        stop(self.proc, signal.SIGTERM, 10)
         self.log.close()
 
 
@@ -247,17 +256,8 @@ class Prometheus:
         return next(iter(result.values()), None)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop(self.proc, signal.SIGTERM, 20)
         self.log.close()
-
-    def tail(self):
-        return (self.dir / "prometheus.log").read_text(errors="replace")[-3000:]
 
 
 class Live(unittest.TestCase):
@@ -318,7 +318,7 @@ class Live(unittest.TestCase):
         self.assertEqual(p.scalar("count(visit_server_disk_size_bytes"
                                   " >= visit_server_disk_available_bytes)"), len(VISITS))
         # Healthy replicas: nothing pending, nothing firing.
-        self.assertEqual(p.query("ALERTS"), {})
+        self.assertEqual(p.query(f"ALERTS{{{HOST_ALERTS}}}"), {})
 
     def test_2_a_replica_whose_journal_cannot_be_written_still_scrapes_and_shows_it(self):
         failing = self.replicas[1]
@@ -339,7 +339,7 @@ class Live(unittest.TestCase):
         for alert in ("VisitJournalAppendErrors", "VisitServerNotReady"):
             wait_for(f"{alert} pending for {failing.name}", lambda alert=alert: p.scalar(
                 f'ALERTS{{alertname="{alert}",alertstate="pending",{pod}}}') == 1)
-        self.assertEqual(p.scalar('count(ALERTS{pod!="visit-server-1"})'), None)
+        self.assertEqual(p.scalar(f'count(ALERTS{{pod!="visit-server-1",{HOST_ALERTS}}})'), None)
 
     def test_3_a_stopped_replica_is_down_and_its_alert_pending(self):
         stopped = self.replicas[2]
@@ -352,7 +352,7 @@ class Live(unittest.TestCase):
         # The healthy replica still records, so the service is not down.
         self.assertEqual(self.replicas[0].visit(), 200)
         self.assertEqual(p.scalar('count(ALERTS{alertname="VisitServerDown"})'), None)
-        self.assertEqual(p.scalar('count(ALERTS{pod="visit-server-0"})'), None)
+        self.assertEqual(p.scalar(f'count(ALERTS{{pod="visit-server-0",{HOST_ALERTS}}})'), None)
         self.assertEqual(p.scalar("up{pod=\"visit-server-0\"}"), 1)
 
 

@@ -21,13 +21,15 @@ Run from the repository root (needs kubectl, PyYAML and cloudcoil, from .ci/k8s-
 
 import re
 import shutil
-import subprocess
 import tempfile
 import unittest
 from pathlib import Path
 
 import yaml
 from cloudcoil.models.prometheus_operator import v1 as monitoring_v1
+
+# The directory of these tests is on the path when unittest discovers them.
+from test_manifests import kustomize, render
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPONENT = ROOT / "k8s" / "components" / "monitoring"
@@ -59,20 +61,6 @@ SEVERITIES = {"warning", "critical"}
 METRICS_PORT = 8080
 
 
-def keyed(text):
-    docs = {}
-    for doc in yaml.safe_load_all(text):
-        key = (doc["kind"], doc["metadata"]["name"])
-        assert key not in docs, f"{key} rendered twice"
-        docs[key] = doc
-    return docs
-
-
-def kustomize(directory):
-    return subprocess.run(["kubectl", "kustomize", str(directory)], check=True,
-                          capture_output=True, text=True).stdout
-
-
 def readme_label_patches():
     """The `patches:` README "Monitoring" shows for giving both objects a label."""
     blocks = re.findall(r"(?ms)^```yaml\n(.*?)^```", README.read_text())
@@ -92,7 +80,7 @@ def render_with_monitoring(overlay, patches=()):
         kustomization.setdefault("components", []).append("../../components/monitoring")
         kustomization.setdefault("patches", []).extend(patches)
         path.write_text(yaml.safe_dump(kustomization, sort_keys=False))
-        return keyed(kustomize(path.parent))
+        return kustomize(path.parent)
 
 
 def github_anchor(heading):
@@ -132,7 +120,7 @@ class MonitoringFacts:
 
     @classmethod
     def setUpClass(cls):
-        cls.plain = keyed(kustomize(ROOT / "k8s" / "overlays" / cls.overlay))
+        cls.plain = render(cls.overlay)
         cls.docs = render_with_monitoring(cls.overlay)
         cls.monitor = cls.docs[("ServiceMonitor", "visit-server")]
         cls.rule = cls.docs[("PrometheusRule", "visit-server")]
