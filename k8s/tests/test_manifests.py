@@ -105,10 +105,10 @@ def nginx_values(name):
     return [args for _, n, args in nginx_directives() if n == name]
 
 
-def render(overlay):
-    """Renders an overlay as `kubectl apply -k` would, keyed by (kind, name)."""
+def kustomize(directory):
+    """Renders a kustomization as `kubectl apply -k` would, keyed by (kind, name)."""
     out = subprocess.run(
-        ["kubectl", "kustomize", str(ROOT / "k8s" / "overlays" / overlay)],
+        ["kubectl", "kustomize", str(directory)],
         check=True,
         capture_output=True,
         text=True,
@@ -116,9 +116,14 @@ def render(overlay):
     docs = {}
     for doc in yaml.safe_load_all(out):
         key = (doc["kind"], doc["metadata"]["name"])
-        assert key not in docs, f"{overlay}: {key} rendered twice"
+        assert key not in docs, f"{directory}: {key} rendered twice"
         docs[key] = doc
     return docs
+
+
+def render(overlay):
+    """Renders an overlay, keyed by (kind, name)."""
+    return kustomize(ROOT / "k8s" / "overlays" / overlay)
 
 
 def dockerfile_instructions():

@@ -340,6 +340,7 @@ impl Group {
                 c.bytes.fetch_add(batch.bytes.len() as u64, Relaxed);
                 c.batches.fetch_add(1, Relaxed);
                 c.largest_batch.fetch_max(batch.records, Relaxed);
+                c.batch_committed(batch.records);
                 batch.finish(Ok(()))
             }
             Err(e) => {

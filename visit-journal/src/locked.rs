@@ -26,6 +26,11 @@ use crate::storage::{
     FileStorage, Storage, count_newlines, last_line_end, read_exact_at, read_up_to,
 };
 
+/// The upper bounds of the batch-size buckets ([`Counters::batch_records`]), in records:
+/// powers of two up to 1024. A lone appender makes batches of 1; 16 threads sharing a handle
+/// fill batches of about 16 (BENCHMARKS.md); `append_batch` can carry any number.
+pub(crate) const BATCH_RECORDS_BOUNDS: [u64; 11] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+
 /// What a journal handle has done, kept across reopens; read by `Journal::stats`.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -34,6 +39,10 @@ pub(crate) struct Counters {
     pub(crate) syncs: AtomicU64,
     pub(crate) bytes: AtomicU64,
     pub(crate) largest_batch: AtomicU64,
+    /// Committed batches by size: `batch_records[i]` counts those of at most
+    /// `BATCH_RECORDS_BOUNDS[i]` records (and more than the bound before); the last slot,
+    /// the larger ones.
+    pub(crate) batch_records: [AtomicU64; BATCH_RECORDS_BOUNDS.len() + 1],
     pub(crate) repaired_bytes: AtomicU64,
     pub(crate) failed_batches: AtomicU64,
     pub(crate) failed_syncs: AtomicU64,
@@ -41,6 +50,14 @@ pub(crate) struct Counters {
     pub(crate) live_bytes: AtomicU64,
     /// Rotation and retention.
     pub(crate) life: Arc<lifecycle::Counters>,
+}
+
+impl Counters {
+    /// Counts a committed batch of `records` in its bucket of [`Counters::batch_records`].
+    pub(crate) fn batch_committed(&self, records: u64) {
+        let bucket = BATCH_RECORDS_BOUNDS.partition_point(|&bound| bound < records);
+        self.batch_records[bucket].fetch_add(1, Relaxed);
+    }
 }
 
 /// A journal's open file and the knobs that say how to write it.

@@ -388,13 +388,16 @@ impl App {
     /// The values `/metrics` reads at scrape time.
     pub fn gauges(&self) -> Gauges {
         self.stuck_for();
+        // One statvfs for both figures, so that they describe the same moment.
+        let disk = fs2::statvfs(journal_dir(self.journal.path())).ok();
         Gauges {
             ready: self.readiness().is_ok(),
             poisoned: self.journal.is_poisoned(),
             unwritable: self.unwritable.load(Relaxed),
             streams: self.streams.load(Relaxed),
             fanouts: self.fanouts.load(Relaxed),
-            disk_available: fs2::available_space(journal_dir(self.journal.path())).ok(),
+            disk_available: disk.as_ref().map(fs2::FsStats::available_space),
+            disk_size: disk.as_ref().map(fs2::FsStats::total_space),
             journal: self.journal.stats(),
             damaged_files: self.journal.damaged_files().ok().map(|d| d.len() as u64),
         }

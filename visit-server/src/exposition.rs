@@ -194,6 +194,34 @@ impl Histogram {
     }
 }
 
+/// Writes a histogram family of counts (not durations) whose buckets were counted elsewhere:
+/// `counts[i]` observations of at most `bounds[i]` (and more than `bounds[i - 1]`), and one
+/// more count than bounds, for the observations above the last; `sum` is their total.
+pub fn count_histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    bounds: &[u64],
+    counts: &[u64],
+    sum: u64,
+) {
+    debug_assert_eq!(
+        counts.len(),
+        bounds.len() + 1,
+        "{name}: one count per bucket"
+    );
+    family(out, name, "histogram", help);
+    let mut cumulative = 0;
+    for (bound, count) in bounds.iter().zip(counts) {
+        cumulative += count;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    cumulative += counts.get(bounds.len()).copied().unwrap_or(0);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+    let _ = writeln!(out, "{name}_sum {sum}");
+    let _ = writeln!(out, "{name}_count {cumulative}");
+}
+
 /// Writes a family's `# HELP` and `# TYPE` lines.
 pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");

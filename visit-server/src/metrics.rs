@@ -19,8 +19,10 @@
 //! | `visit_server_fanout_duration_seconds` | histogram | time to gather a cluster view's peers |
 //! | `visit_server_fanouts_active` | gauge | cluster views in progress |
 //! | `visit_server_disk_available_bytes` | gauge | free space for the journal's file system |
+//! | `visit_server_disk_size_bytes` | gauge | the size of the journal's file system (with the free space, how full its volume is) |
 //! | `visit_journal_records_total`, `_batches_total`, `_fsyncs_total`, `_bytes_total`, `_failed_batches_total`, `_failed_fsyncs_total`, `_repaired_bytes_total` | counter | the journal handle's [`Stats`] |
 //! | `visit_journal_largest_batch` | gauge | most records one fsync has carried |
+//! | `visit_journal_batch_records` | histogram | records per committed batch ([`Stats::batch_records`]): buckets `le` 1, 2, 4, … 1024; `_sum` is `visit_journal_records_total`, `_count` the batches |
 //! | `visit_journal_live_bytes`, `visit_journal_sealed_bytes`, `visit_journal_sealed_segments` | gauge | the live file's size and the sealed segments' total size and number, as the handle last saw them under the lock (after its last batch, rotation or retention) |
 //! | `visit_journal_rotations_total`, `_failed_rotations_total`, `_retired_segments_total`, `_failed_retentions_total` | counter | rotations and retirements (`--rotate-size`, `--retain-size`, `--retain-days`), and the failures of either (never a failed visit: they are logged and retried) |
 //! | `visit_journal_damaged_files` | gauge | files of the journal's history that could not be counted or were set aside (a damaged summary, a file with a segment's name that cannot be read, `<name>.damaged`), as listed when scraped (CONTRACT §10); absent if the directory cannot be listed |
@@ -153,6 +155,8 @@ pub struct Gauges {
     pub fanouts: usize,
     /// Free bytes for the journal's file system, if they could be read.
     pub disk_available: Option<u64>,
+    /// The size of the journal's file system in bytes, if it could be read.
+    pub disk_size: Option<u64>,
     /// The journal handle's counters.
     pub journal: Stats,
     /// Damaged or set-aside files of the journal's history, if they could be listed.
@@ -336,6 +340,14 @@ fn render_health(out: &mut String, g: &Gauges) {
             free,
         );
     }
+    if let Some(size) = g.disk_size {
+        exposition::gauge(
+            out,
+            "visit_server_disk_size_bytes",
+            "Size of the journal's file system in bytes.",
+            size,
+        );
+    }
 }
 
 /// The journal handle's own counters ([`Stats`]).
@@ -369,6 +381,14 @@ fn render_journal(out: &mut String, s: &Stats) {
         "visit_journal_largest_batch",
         "The most records one batch has carried.",
         s.largest_batch,
+    );
+    exposition::count_histogram(
+        out,
+        "visit_journal_batch_records",
+        "Records per committed group-commit batch (one write and one fsync each).",
+        &Stats::BATCH_RECORDS_BOUNDS,
+        &s.batch_records,
+        s.records,
     );
     exposition::counter(
         out,
@@ -445,6 +465,7 @@ mod tests {
             streams: 2,
             fanouts: 1,
             disk_available: Some(1 << 30),
+            disk_size: Some(4 << 30),
             journal: Stats::default(),
             damaged_files: Some(0),
         }
@@ -573,6 +594,36 @@ mod tests {
     }
 
     #[test]
+    fn batch_sizes_are_a_cumulative_histogram_of_records() {
+        let mut g = gauges();
+        // Batches of 1, 1, 3, 16 and 2000 records.
+        g.journal.batch_records[0] = 2;
+        g.journal.batch_records[2] = 1;
+        g.journal.batch_records[4] = 1;
+        g.journal.batch_records[11] = 1;
+        g.journal.records = 2021;
+        let t = Metrics::default().render(&g);
+        let h = "visit_journal_batch_records";
+        for (le, n) in [
+            ("1", "2"),
+            ("2", "2"),
+            ("4", "3"),
+            ("8", "3"),
+            ("16", "4"),
+            ("1024", "4"),
+            ("+Inf", "5"),
+        ] {
+            assert_eq!(
+                sample(&t, &format!("{h}_bucket{{le=\"{le}\"}}")),
+                n,
+                "le={le}"
+            );
+        }
+        assert_eq!(sample(&t, &format!("{h}_sum")), "2021");
+        assert_eq!(sample(&t, &format!("{h}_count")), "5");
+    }
+
+    #[test]
     fn every_family_has_help_and_type_once() {
         let t = Metrics::default().render(&gauges());
         let types: Vec<&str> = t.lines().filter(|l| l.starts_with("# TYPE")).collect();
@@ -587,6 +638,7 @@ mod tests {
             sample(&t, "visit_server_disk_available_bytes"),
             "1073741824"
         );
+        assert_eq!(sample(&t, "visit_server_disk_size_bytes"), "4294967296");
         assert_eq!(sample(&t, "visit_server_visits_streams_active"), "2");
         assert_eq!(sample(&t, "visit_server_fanouts_active"), "1");
         // Every sample line is `name{labels} value` with a numeric value.
@@ -638,9 +690,14 @@ mod tests {
         let disk = "# HELP visit_server_disk_available_bytes Bytes available to the server on \
                     the journal's file system.\n\
                     # TYPE visit_server_disk_available_bytes gauge\n\
-                    visit_server_disk_available_bytes 1073741824\n";
+                    visit_server_disk_available_bytes 1073741824\n\
+                    # HELP visit_server_disk_size_bytes Size of the journal's file system in \
+                    bytes.\n\
+                    # TYPE visit_server_disk_size_bytes gauge\n\
+                    visit_server_disk_size_bytes 4294967296\n";
         let g = Gauges {
             disk_available: None,
+            disk_size: None,
             ..g
         };
         assert_eq!(m.render(&g), want.replace(disk, ""));

@@ -32,6 +32,10 @@ fn appends_are_whole_lines_in_order() {
     assert_eq!(t.visits(), visits(1..6));
     let stats = journal.stats();
     assert_eq!((stats.records, stats.batches, stats.syncs), (5, 3, 3));
+    // Two batches of one record, one of three (in the bucket of at most 4); the empty batch
+    // touched nothing.
+    assert_eq!(stats.batch_records[..4], [2, 0, 1, 0]);
+    assert_eq!(stats.batch_records.iter().sum::<u64>(), 3);
     assert_eq!(stats.bytes, t.bytes().len() as u64);
 }
 

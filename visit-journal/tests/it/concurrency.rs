@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use visit_journal::Options;
+use visit_journal::{Options, Stats};
 
 use crate::support::*;
 
@@ -105,6 +105,16 @@ fn concurrent_appends_share_fsyncs() {
         // carries more than 3 records, so a batch of 4 or more holds at least two calls.
         assert!(stats.batches < 800, "{stats:?}");
         assert!(stats.largest_batch > 3, "{stats:?}");
+        // The batch-size histogram counts every batch once, in the bucket of its size, and
+        // the largest batch in the highest bucket used.
+        assert_eq!(stats.batch_records.iter().sum::<u64>(), stats.batches);
+        let highest = stats.batch_records.iter().rposition(|&n| n > 0).unwrap();
+        let bounds = Stats::BATCH_RECORDS_BOUNDS;
+        assert!(bounds[highest] >= stats.largest_batch, "{stats:?}");
+        assert!(
+            highest == 0 || bounds[highest - 1] < stats.largest_batch,
+            "{stats:?}"
+        );
         let visits = t.visits();
         assert_eq!(visits.len() as u64, stats.records);
         for thread in 0..16 {

@@ -95,6 +95,18 @@ fn n_visits_are_n_lines_and_visits_serves_them() {
     assert!(value("visit_server_requests_total{status=\"200\"}") >= n);
     assert!(value("visit_server_requests_total{status=\"400\"}") >= 6.0);
     assert!(value("visit_server_disk_available_bytes") > 0.0);
+    assert!(value("visit_server_disk_size_bytes") >= value("visit_server_disk_available_bytes"));
+    // Every visit went through a committed batch: the histogram of their sizes counts the
+    // batches, and its sum is the visits.
+    assert_eq!(value("visit_journal_batch_records_sum"), n);
+    assert_eq!(
+        value("visit_journal_batch_records_count"),
+        value("visit_journal_batches_total")
+    );
+    assert_eq!(
+        value("visit_journal_batch_records_bucket{le=\"+Inf\"}"),
+        value("visit_journal_batch_records_count")
+    );
 
     // Every request is logged as one JSON object with the contract's fields.
     let logs = server.logs();
