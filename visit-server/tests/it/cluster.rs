@@ -215,6 +215,13 @@ fn any_replica_shows_every_visit_tagged_with_its_replica() {
     // No recursion: a replica asked by a peer answers locally and never fans out in turn.
     let before: Vec<usize> = c.servers.iter().map(|s| fanout_logs(s).len()).collect();
     assert_eq!(c.servers[0].get("/visits?scope=cluster").status, 200);
+    // The log lines reach the test through a thread reading each child's stdout, maybe
+    // after the answer: wait (bounded) for replica 0's, then check no peer logged one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while fanout_logs(&c.servers[0]).len() == before[0] && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
     let after: Vec<usize> = c.servers.iter().map(|s| fanout_logs(s).len()).collect();
     assert_eq!(after, [before[0] + 1, before[1], before[2]]);
 
