@@ -158,7 +158,8 @@ The alerts' rule groups: the spec.groups of k8s/components/monitoring/prometheus
 read through the chart's files/prometheusrule.yaml, a symbolic link to it (the one file of
 alerts, which the component renders and CI runs promtool on; `helm package` stores its
 content). The file is data, never a template: the annotations' $labels and $value reach
-Prometheus as written. A checkout without symbolic links holds the link's target path instead: refuse it.
+Prometheus as written. A checkout without symbolic links holds the link's target path
+instead: refuse it.
 */}}
 {{- define "visit-server.ruleGroups" -}}
 {{- $text := .Files.Get "files/prometheusrule.yaml" }}
