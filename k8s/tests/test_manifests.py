@@ -13,7 +13,9 @@ Run from the repository root (needs kubectl and PyYAML):
 import posixpath
 import re
 import shlex
+import shutil
 import subprocess
+import tempfile
 import unittest
 from pathlib import Path
 
@@ -30,6 +32,9 @@ POD_PORT = 8080
 PROXIED_LISTEN = "127.0.0.1:8081"
 PROXY_ADDRESS = "127.0.0.1"
 NGINX_CONF = ROOT / "k8s" / "components" / "front-proxy" / "nginx.conf"
+# CONTRACT.md section 13: the one file of alerts, which the Helm chart reads too.
+PROMETHEUS_RULE = ROOT / "k8s" / "components" / "monitoring" / "prometheusrule.yaml"
+README = ROOT / "README.md"
 # visit-server's read timeout (server::Limits::read_timeout): it closes a connection idle
 # this long, so the proxy must drop its pooled connections sooner.
 SERVER_READ_TIMEOUT_SECONDS = 5
@@ -124,6 +129,28 @@ def kustomize(directory):
 def render(overlay):
     """Renders an overlay, keyed by (kind, name)."""
     return kustomize(ROOT / "k8s" / "overlays" / overlay)
+
+
+def render_with_monitoring(overlay, patches=()):
+    """The overlay as README "Monitoring" says to change it: a copy of k8s/ in which the
+    overlay's kustomization lists ../../components/monitoring among its components (and has
+    `patches` too). Keyed by (kind, name)."""
+    with tempfile.TemporaryDirectory(prefix="visit-monitoring-") as tmp:
+        k8s = Path(tmp) / "k8s"
+        shutil.copytree(ROOT / "k8s", k8s, ignore=shutil.ignore_patterns("tests"))
+        path = k8s / "overlays" / overlay / "kustomization.yaml"
+        kustomization = yaml.safe_load(path.read_text())
+        kustomization.setdefault("components", []).append("../../components/monitoring")
+        kustomization.setdefault("patches", []).extend(patches)
+        path.write_text(yaml.safe_dump(kustomization, sort_keys=False))
+        return kustomize(path.parent)
+
+
+def readme_label_patches():
+    """The `patches:` README "Monitoring" shows for giving both monitoring objects a label."""
+    blocks = re.findall(r"(?ms)^```yaml\n(.*?)^```", README.read_text())
+    (block,) = [b for b in blocks if "/metadata/labels/release" in b]
+    return yaml.safe_load(block)["patches"]
 
 
 def dockerfile_instructions():

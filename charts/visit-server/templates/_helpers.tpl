@@ -136,6 +136,7 @@ The checks the schema cannot make, each failing with the values it is about.
 {{- if and (gt $retain 0.0) (gt (addf $retain $rotate) (mulf $claim 0.85)) }}
 {{- fail (printf "journal.retainSize %v plus journal.rotateSize %v is more than 85%% of persistence.size %v: the live file grows by up to one rotate size before it is sealed, and retiring a segment needs room for the new summary first, so a journal this large would fill its claim; lower journal.retainSize or raise persistence.size" (include "visit-server.size" .Values.journal.retainSize) (include "visit-server.size" .Values.journal.rotateSize) .Values.persistence.size) }}
 {{- end }}
+{{- include "visit-server.validateMetrics" . }}
 {{- end }}
 
 {{/*
@@ -150,4 +151,79 @@ path instead, which nginx could not run: refuse it.
 {{- fail (printf "files/nginx.conf is not an nginx configuration (%d bytes: %q): it should be a symbolic link to k8s/components/front-proxy/nginx.conf; check out the repository with symbolic links, or install the packaged chart" (len $conf) ($conf | trunc 80)) }}
 {{- end }}
 {{- $conf }}
+{{- end }}
+
+{{/*
+The alerts' rule groups: the spec.groups of k8s/components/monitoring/prometheusrule.yaml,
+read through the chart's files/prometheusrule.yaml, a symbolic link to it (the one file of
+alerts, which the component renders and CI runs promtool on; `helm package` stores its
+content). The file is data, never a template: the annotations' $labels and $value reach
+Prometheus as written. A checkout without symbolic links holds the link's target path
+instead: refuse it.
+*/}}
+{{- define "visit-server.ruleGroups" -}}
+{{- $text := .Files.Get "files/prometheusrule.yaml" }}
+{{- $rule := fromYaml $text }}
+{{- $groups := dig "spec" "groups" list $rule }}
+{{- if or (hasKey $rule "Error") (ne (get $rule "kind") "PrometheusRule") (not $groups) }}
+{{- fail (printf "files/prometheusrule.yaml is not a PrometheusRule with spec.groups (%d bytes: %q): it should be a symbolic link to k8s/components/monitoring/prometheusrule.yaml; check out the repository with symbolic links, or install the packaged chart" (len $text) ($text | trunc 80)) }}
+{{- end }}
+{{- toYaml $groups }}
+{{- end }}
+
+{{/*
+A Prometheus duration (30s, 1m30s, 500ms; the schema has checked the syntax) in
+milliseconds, as a float.
+*/}}
+{{- define "visit-server.milliseconds" -}}
+{{- $factors := dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000 "d" 86400000 "w" 604800000 "y" 31536000000 }}
+{{- $total := 0.0 }}
+{{- range regexFindAll "[0-9]+(ms|[ywdhms])" . -1 }}
+{{- $number := regexFind "^[0-9]+" . }}
+{{- $total = addf $total (mulf (float64 $number) (get $factors (trimPrefix $number .))) }}
+{{- end }}
+{{- $total }}
+{{- end }}
+
+{{/*
+The monitoring values' checks that the schema cannot make, each failing with the values it
+is about. Made whether or not the objects are on, so that a bad value is found when it is
+written, not when monitoring is turned on later.
+*/}}
+{{- define "visit-server.validateMetrics" -}}
+{{- $own := include "visit-server.labels" . | fromYaml }}
+{{- range $kind := list "serviceMonitor" "prometheusRule" }}
+{{- range $key, $value := (get $.Values.metrics $kind).labels }}
+{{- if hasKey $own $key }}
+{{- fail (printf "metrics.%s.labels %s: the chart sets this label itself (%s: %s); give the Prometheus's selector another label, such as release" $kind $key $key (get $own $key)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $monitor := .Values.metrics.serviceMonitor }}
+{{- $name := include "visit-server.name" . }}
+{{- if and $monitor.enabled (ne $name "visit-server") }}
+{{- fail (printf "nameOverride %s: with metrics.serviceMonitor.enabled the scraped targets' job is the headless Service's app.kubernetes.io/name, which would be %q, and the alerts select job=\"visit-server\", so none of them could fire; leave nameOverride empty and rename the objects with fullnameOverride" .Values.nameOverride $name) }}
+{{- end }}
+{{- $interval := 0.0 }}
+{{- if $monitor.interval }}
+{{- $interval = include "visit-server.milliseconds" $monitor.interval | float64 }}
+{{- if eq $interval 0.0 }}
+{{- fail (printf "metrics.serviceMonitor.interval %s: a scrape interval must be longer than 0; empty uses the Prometheus's own interval" $monitor.interval) }}
+{{- end }}
+{{- if gt $interval 120000.0 }}
+{{- fail (printf "metrics.serviceMonitor.interval %s is longer than 2m: the alerts count over 10-minute windows, and Prometheus drops a series 5 minutes after its last sample, so they would miss or flap; scrape at least every 2m, or leave it empty for the Prometheus's own interval" $monitor.interval) }}
+{{- end }}
+{{- end }}
+{{- if $monitor.scrapeTimeout }}
+{{- $timeout := include "visit-server.milliseconds" $monitor.scrapeTimeout | float64 }}
+{{- if eq $timeout 0.0 }}
+{{- fail (printf "metrics.serviceMonitor.scrapeTimeout %s: a scrape needs some time; empty uses the Prometheus's own timeout" $monitor.scrapeTimeout) }}
+{{- end }}
+{{- if and $monitor.interval (gt $timeout $interval) }}
+{{- fail (printf "metrics.serviceMonitor.scrapeTimeout %s is longer than metrics.serviceMonitor.interval %s: the Prometheus Operator rejects such a ServiceMonitor; shorten the timeout or leave it empty" $monitor.scrapeTimeout $monitor.interval) }}
+{{- end }}
+{{- if and (not $monitor.interval) (gt $timeout 120000.0) }}
+{{- fail (printf "metrics.serviceMonitor.scrapeTimeout %s is longer than 2m, the longest scrape interval the alerts allow, and the Prometheus Operator rejects a timeout longer than the interval; shorten the timeout or leave it empty" $monitor.scrapeTimeout) }}
+{{- end }}
+{{- end }}
 {{- end }}

@@ -6,8 +6,12 @@ on these machines. The tests hold the chart to the prod overlay (installed as re
 visit-server with its defaults, it gives the same objects and the same pod), to the facts
 k8s/tests/test_manifests.py checks in the overlays, to the server's own parser (every SIZE,
 offset and proxy the schema takes, the server takes), and to the README (every values
-example renders). Each rendering is written under $VISIT_HELM_OUT/rendered (default
-target/helm) for .ci/steps/25-helm-chart to validate strictly and pass through checkov.
+example renders), and, with metrics.serviceMonitor and metrics.prometheusRule on, to the
+prod overlay with k8s/components/monitoring/ included. Each rendering is written under
+$VISIT_HELM_OUT/rendered (default target/helm) for .ci/steps/25-helm-chart to validate
+strictly and pass through checkov; its monitoring.coreos.com objects, which
+kubernetes-validate does not know, go to $VISIT_HELM_OUT/rendered-monitoring for the step to
+check against the Prometheus Operator's CRD schemas (k8s/tests/operator_crds.py).
 
 Run from the repository root, in the venv of .ci/helm-tools.txt, with kubectl on PATH and
 VISIT_SERVER_BIN naming a built visit-server (as .ci/steps/25-helm-chart does):
@@ -43,6 +47,7 @@ RELEASE = "visit-server"
 NAMESPACE = "visit-journal"
 OUT = Path(os.environ.get("VISIT_HELM_OUT", ROOT / "target" / "helm"))
 RENDERED = OUT / "rendered"
+RENDERED_MONITORING = OUT / "rendered-monitoring"
 # The labels of Helm's conventions (`helm create`), which the overlays' objects do not
 # carry; everything else must agree. Of them, selectors carry only the release's instance.
 HELM_LABELS = {
@@ -69,6 +74,13 @@ DEV_VALUES = {
     "frontProxy": {"enabled": False},
     "updateStrategy": {"rollingUpdate": {"partition": 0}},
 }
+# Both monitoring objects on (CONTRACT.md section 13): the chart's counterpart of including
+# k8s/components/monitoring/ in an overlay.
+MONITORING = {"metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}}}
+MONITORING_KINDS = ("ServiceMonitor", "PrometheusRule")
+# What the ServiceMonitor selects on the headless Service, and the job its targets get.
+METRICS_LABEL = ("visit-journal/metrics", "per-pod")
+JOB = "visit-server"
 
 CHART = None
 
@@ -76,6 +88,7 @@ CHART = None
 def setUpModule():
     global CHART
     RENDERED.mkdir(parents=True, exist_ok=True)
+    RENDERED_MONITORING.mkdir(parents=True, exist_ok=True)
     # Loaded once: each load logs Helm's INFO line about the nginx.conf symbolic link.
     CHART = helm.Chart.load(CHART_DIR)
 
@@ -103,9 +116,16 @@ class Rendering:
                 target[key] = doc
 
     def save(self, name):
-        """Writes the objects and hooks for the step's validators, as `helm template` would."""
+        """Writes the objects and hooks for the step's validators, as `helm template` would:
+        the Prometheus Operator's kinds apart, for the check that knows them."""
         docs = list(self.objects.values()) + list(self.hooks.values())
-        (RENDERED / f"{name}.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        operator = [d for d in docs if d["apiVersion"].startswith("monitoring.coreos.com/")]
+        core = [d for d in docs if d not in operator]
+        (RENDERED / f"{name}.yaml").write_text(yaml.safe_dump_all(core, sort_keys=False))
+        if operator:
+            (RENDERED_MONITORING / f"{name}.yaml").write_text(
+                yaml.safe_dump_all(operator, sort_keys=False)
+            )
 
 
 def render(values=None, release=RELEASE, namespace=NAMESPACE, chart=None):
@@ -254,31 +274,47 @@ class ChartMetadata(unittest.TestCase):
         self.assertEqual(chart["kubeVersion"], ">=1.29.0-0")
         self.assertEqual(CHART.metadata["version"], version)
 
-    def test_nginx_conf_has_one_source(self):
-        link = CHART_DIR / "files" / "nginx.conf"
-        self.assertTrue(link.is_symlink(), f"{link} must be a symbolic link, not a copy")
-        self.assertEqual(link.resolve(), facts.NGINX_CONF.resolve())
-        # What Helm loaded is that file, and the ConfigMap holds it byte for byte.
-        (conf,) = [f for f in CHART.files if f["name"] == "files/nginx.conf"]
-        self.assertEqual(conf["data"], facts.NGINX_CONF.read_text())
+    def test_each_linked_file_has_one_source(self):
+        # nginx.conf and the alerts: each a symbolic link into k8s/components/, and what
+        # Helm loaded is that file.
+        for name, source in (
+            ("nginx.conf", facts.NGINX_CONF),
+            ("prometheusrule.yaml", facts.PROMETHEUS_RULE),
+        ):
+            with self.subTest(file=name):
+                link = CHART_DIR / "files" / name
+                self.assertTrue(link.is_symlink(), f"{link} must be a symbolic link, not a copy")
+                self.assertEqual(link.resolve(), source.resolve())
+                (loaded,) = [f for f in CHART.files if f["name"] == f"files/{name}"]
+                self.assertEqual(loaded["data"], source.read_text())
+        # The ConfigMap holds nginx.conf byte for byte (Monitoring checks the rules).
         data = render().objects[("ConfigMap", "visit-server-proxy")]["data"]
         self.assertEqual(data, {"nginx.conf": facts.NGINX_CONF.read_text()})
 
     def test_a_checkout_without_symbolic_links_is_refused(self):
-        # git writes the link's target path into a plain file where links are off.
+        # git writes each link's target path into a plain file where links are off.
         with tempfile.TemporaryDirectory() as tmp:
             copy_dir = Path(tmp) / "visit-server"
             shutil.copytree(CHART_DIR, copy_dir, symlinks=True)
-            link = copy_dir / "files" / "nginx.conf"
-            target = os.readlink(link)
-            link.unlink()
-            link.write_text(target)
+            targets = {}
+            for name in ("nginx.conf", "prometheusrule.yaml"):
+                link = copy_dir / "files" / name
+                targets[name] = os.readlink(link)
+                link.unlink()
+                link.write_text(targets[name])
             with helm.Chart.load(copy_dir) as chart:
                 message = refusal({}, chart=chart)
                 self.assertIn("files/nginx.conf is not an nginx configuration", message or "")
-                self.assertIn(target, message)
+                self.assertIn(targets["nginx.conf"], message)
                 # Without the proxy, nginx.conf is not needed.
                 self.assertIsNone(refusal({"frontProxy": {"enabled": False}}, chart=chart))
+                # Nor are the rules without the PrometheusRule.
+                values = merge(MONITORING, {"frontProxy": {"enabled": False}})
+                message = refusal(values, chart=chart)
+                self.assertIn("files/prometheusrule.yaml is not a PrometheusRule", message or "")
+                self.assertIn(targets["prometheusrule.yaml"], message)
+                values["metrics"]["prometheusRule"]["enabled"] = False
+                self.assertIsNone(refusal(values, chart=chart))
 
 
 class ReadToken(unittest.TestCase):
@@ -398,6 +434,269 @@ class Names(unittest.TestCase):
         self.assertFalse(set(selector) & {"helm.sh/chart", "app.kubernetes.io/version"})
 
 
+def selects(selector, labels):
+    """Whether a matchLabels (or a Service's selector) selects an object with `labels`."""
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def assert_same_as_the_component(test, rendering, overlay, patches=()):
+    """That `rendering` gives the objects of the overlay with k8s/components/monitoring/
+    included (and `patches`), as test_monitoring.py renders it: the two new objects, the
+    headless Service's labels, everything else unchanged; Helm's labels and names aside."""
+    theirs, generated = kustomize(overlay)
+    plain = facts.render(overlay)
+    with_component = facts.render_with_monitoring(overlay, patches)
+    added = {key: doc for key, doc in with_component.items() if key not in plain}
+    test.assertEqual(sorted(kind for kind, _ in added), sorted(MONITORING_KINDS))
+    headless = ("Service", f"{RELEASE}-headless")
+    theirs.update(added)
+    theirs[headless] = with_component[headless]
+    test.assertEqual(sorted(rendering.objects), sorted(theirs))
+    for key, doc in theirs.items():
+        with test.subTest(overlay=overlay, object=key):
+            test.assertEqual(normalized(rendering.objects[key]), normalized(doc, generated))
+    # The labels normalized() sets aside as Helm's, where monitoring needs them: the headless
+    # Service's app.kubernetes.io/name is the targets' job.
+    ours = rendering.objects[headless]["metadata"]["labels"]
+    for key, value in with_component[headless]["metadata"]["labels"].items():
+        test.assertEqual(ours.get(key), value, key)
+    test.assertEqual(ours["app.kubernetes.io/name"], JOB)
+
+
+class Monitoring(unittest.TestCase):
+    """metrics.serviceMonitor and metrics.prometheusRule (CONTRACT.md section 13): off by
+    default; on, the objects of k8s/components/monitoring/ included in the overlay."""
+
+    def test_the_defaults_render_neither(self):
+        for values in ({}, DEV_VALUES):
+            with self.subTest(values=values):
+                rendering = render(values)
+                kinds = {kind for kind, _ in rendering.objects}
+                self.assertFalse(kinds & set(MONITORING_KINDS))
+                headless = rendering.objects[("Service", f"{RELEASE}-headless")]
+                self.assertNotIn(METRICS_LABEL[0], headless["metadata"]["labels"])
+        self.assertEqual(
+            CHART.values["metrics"],
+            {
+                "serviceMonitor": {
+                    "enabled": False,
+                    "labels": {},
+                    "interval": "",
+                    "scrapeTimeout": "",
+                },
+                "prometheusRule": {"enabled": False, "labels": {}},
+            },
+        )
+
+    def test_on_it_is_the_component_in_the_prod_overlay(self):
+        rendering = render(MONITORING)
+        rendering.save("monitoring")
+        assert_same_as_the_component(self, rendering, "prod")
+
+    def test_on_with_the_dev_values_it_is_the_component_in_the_dev_overlay(self):
+        rendering = render(merge(DEV_VALUES, MONITORING), namespace="visit-journal-dev")
+        rendering.save("monitoring-dev-values")
+        assert_same_as_the_component(self, rendering, "dev")
+
+    def test_the_comparison_sees_a_difference(self):
+        # The normalisation must not hide what matters in the two new objects.
+        theirs = facts.render_with_monitoring("prod")
+        ours = render(MONITORING)
+        for kind, path in (
+            ("ServiceMonitor", ("spec", "jobLabel")),
+            ("ServiceMonitor", ("spec", "endpoints", 0, "port")),
+            ("ServiceMonitor", ("spec", "selector", "matchLabels", METRICS_LABEL[0])),
+            ("PrometheusRule", ("spec", "groups", 0, "rules", 0, "expr")),
+            ("PrometheusRule", ("spec", "groups", 0, "rules", 3, "annotations", "description")),
+        ):
+            with self.subTest(kind=kind, path=path):
+                doc = copy.deepcopy(ours.objects[(kind, RELEASE)])
+                node = doc
+                for step in path[:-1]:
+                    node = node[step]
+                node[path[-1]] = "changed"
+                self.assertNotEqual(normalized(doc), normalized(theirs[(kind, RELEASE)]))
+
+    def test_the_rules_are_the_components_file_as_written(self):
+        rule = render(MONITORING).objects[("PrometheusRule", RELEASE)]
+        source = yaml.safe_load(facts.PROMETHEUS_RULE.read_text())
+        self.assertEqual(rule["spec"], source["spec"])
+        # The annotations' templates are Prometheus's, not Helm's: they reach it unexpanded.
+        descriptions = [
+            r["annotations"]["description"] for g in rule["spec"]["groups"] for r in g["rules"]
+        ]
+        self.assertTrue(all("{{ $labels.namespace }}" in d for d in descriptions))
+
+    def test_turning_it_on_changes_no_pod(self):
+        # No rollout: only the headless Service's labels change, and the two objects come.
+        off, on = render(), render(MONITORING)
+        for key, doc in off.objects.items():
+            with self.subTest(object=key):
+                if key == ("Service", f"{RELEASE}-headless"):
+                    doc = copy.deepcopy(doc)
+                    doc["metadata"]["labels"][METRICS_LABEL[0]] = METRICS_LABEL[1]
+                self.assertEqual(on.objects[key], doc)
+        self.assertEqual(on.hooks, off.hooks)
+
+    def test_each_alone(self):
+        monitor_only = render({"metrics": {"serviceMonitor": {"enabled": True}}})
+        self.assertIn(("ServiceMonitor", RELEASE), monitor_only.objects)
+        self.assertNotIn(("PrometheusRule", RELEASE), monitor_only.objects)
+        headless = monitor_only.objects[("Service", f"{RELEASE}-headless")]
+        self.assertEqual(headless["metadata"]["labels"][METRICS_LABEL[0]], METRICS_LABEL[1])
+        rule_only = render({"metrics": {"prometheusRule": {"enabled": True}}})
+        self.assertIn(("PrometheusRule", RELEASE), rule_only.objects)
+        self.assertNotIn(("ServiceMonitor", RELEASE), rule_only.objects)
+        headless = rule_only.objects[("Service", f"{RELEASE}-headless")]
+        self.assertNotIn(METRICS_LABEL[0], headless["metadata"]["labels"])
+
+    def test_each_release_scrapes_its_own_pods_once(self):
+        # Two releases in one namespace: each ServiceMonitor selects exactly its own headless
+        # Service (not the client Service, which lists the same pods), and not the other's.
+        for release, fullname in (
+            ("lab", "lab-visit-server"),
+            ("my-visit-server", "my-visit-server"),
+        ):
+            with self.subTest(release=release):
+                rendering = render(MONITORING, release=release)
+                other = render(MONITORING, release="other")
+                self.assertEqual(
+                    sorted(k for k in rendering.objects if k[0] in MONITORING_KINDS),
+                    [("PrometheusRule", fullname), ("ServiceMonitor", fullname)],
+                )
+                monitor = rendering.objects[("ServiceMonitor", fullname)]["spec"]
+                services = [
+                    name
+                    for r in (rendering, other)
+                    for (kind, name), doc in r.objects.items()
+                    if kind == "Service"
+                    and selects(monitor["selector"]["matchLabels"], doc["metadata"]["labels"])
+                ]
+                self.assertEqual(services, [f"{fullname}-headless"])
+                self.assertNotIn("namespaceSelector", monitor)
+                service = rendering.objects[("Service", f"{fullname}-headless")]
+                self.assertEqual(service["metadata"]["labels"][monitor["jobLabel"]], JOB)
+                pod = rendering.objects[("StatefulSet", fullname)]["spec"]["template"]
+                self.assertTrue(selects(service["spec"]["selector"], pod["metadata"]["labels"]))
+                (endpoint,) = monitor["endpoints"]
+                self.assertIn(endpoint["port"], [p["name"] for p in service["spec"]["ports"]])
+        # fullnameOverride renames the objects; the job stays the alerts'.
+        rendering = render(merge(MONITORING, {"fullnameOverride": "journal"}))
+        monitor = rendering.objects[("ServiceMonitor", "journal")]["spec"]
+        service = rendering.objects[("Service", "journal-headless")]["metadata"]["labels"]
+        self.assertEqual(service[monitor["jobLabel"]], JOB)
+
+    def test_labels_interval_and_timeout(self):
+        values = {
+            "metrics": {
+                "serviceMonitor": {
+                    "enabled": True,
+                    "labels": {"release": "kube-prometheus-stack", "example.com/team": "web"},
+                    "interval": "1m30s",
+                    "scrapeTimeout": "20s",
+                },
+                "prometheusRule": {"enabled": True, "labels": {"release": "prom", "tier": ""}},
+            }
+        }
+        rendering = render(values)
+        rendering.save("monitoring-labels-interval")
+        monitor = rendering.objects[("ServiceMonitor", RELEASE)]
+        rule = rendering.objects[("PrometheusRule", RELEASE)]
+        self.assertEqual(monitor["metadata"]["labels"]["release"], "kube-prometheus-stack")
+        self.assertEqual(monitor["metadata"]["labels"]["example.com/team"], "web")
+        self.assertEqual(monitor["metadata"]["labels"]["app.kubernetes.io/instance"], RELEASE)
+        self.assertNotIn("tier", monitor["metadata"]["labels"])
+        self.assertEqual(rule["metadata"]["labels"]["release"], "prom")
+        self.assertEqual(rule["metadata"]["labels"]["tier"], "")
+        self.assertNotIn("example.com/team", rule["metadata"]["labels"])
+        (endpoint,) = monitor["spec"]["endpoints"]
+        self.assertEqual((endpoint["interval"], endpoint["scrapeTimeout"]), ("1m30s", "20s"))
+        # Empty: the Prometheus's own, so neither field is written.
+        (endpoint,) = render(MONITORING).objects[("ServiceMonitor", RELEASE)]["spec"]["endpoints"]
+        self.assertNotIn("interval", endpoint)
+        self.assertNotIn("scrapeTimeout", endpoint)
+        # Values that YAML would read as something else stay strings.
+        labels = {"release": "true", "version": "1.0", "empty": ""}
+        rendering = render(merge(MONITORING, {"metrics": {"serviceMonitor": {"labels": labels}}}))
+        rendering.save("monitoring-label-strings")
+        got = rendering.objects[("ServiceMonitor", RELEASE)]["metadata"]["labels"]
+        self.assertEqual({k: got[k] for k in labels}, labels)
+
+    def test_durations_the_operator_takes(self):
+        for interval, timeout in (
+            ("1s", ""),
+            ("30s", "10s"),
+            ("1m", "1m"),
+            ("2m", ""),
+            ("1m59s999ms", "500ms"),
+            ("", "10s"),
+            ("", "2m"),
+            ("90s", "1m30s"),
+        ):
+            values = {
+                "serviceMonitor": {"enabled": True, "interval": interval, "scrapeTimeout": timeout}
+            }
+            with self.subTest(values=values):
+                self.assertIsNone(refusal({"metrics": values}))
+
+    def test_what_the_schema_cannot_say_fails_with_the_values_named(self):
+        for values, message in (
+            (
+                {"serviceMonitor": {"interval": "5m"}},
+                "metrics.serviceMonitor.interval 5m is longer than 2m",
+            ),
+            (
+                {"serviceMonitor": {"enabled": True, "interval": "2m1s"}},
+                "metrics.serviceMonitor.interval 2m1s is longer than 2m",
+            ),
+            (
+                {"serviceMonitor": {"interval": "1d"}},
+                "metrics.serviceMonitor.interval 1d is longer than 2m",
+            ),
+            (
+                {"serviceMonitor": {"interval": "0s"}},
+                "metrics.serviceMonitor.interval 0s: a scrape interval must be longer than 0",
+            ),
+            (
+                {"serviceMonitor": {"interval": "10s", "scrapeTimeout": "15s"}},
+                "metrics.serviceMonitor.scrapeTimeout 15s is longer than "
+                "metrics.serviceMonitor.interval 10s",
+            ),
+            (
+                {"serviceMonitor": {"interval": "500ms", "scrapeTimeout": "1s"}},
+                "metrics.serviceMonitor.scrapeTimeout 1s is longer than",
+            ),
+            (
+                {"serviceMonitor": {"scrapeTimeout": "2m1s"}},
+                "metrics.serviceMonitor.scrapeTimeout 2m1s is longer than 2m",
+            ),
+            (
+                {"serviceMonitor": {"scrapeTimeout": "0ms"}},
+                "metrics.serviceMonitor.scrapeTimeout 0ms: a scrape needs some time",
+            ),
+            (
+                {"serviceMonitor": {"labels": {"app.kubernetes.io/name": "x"}}},
+                "metrics.serviceMonitor.labels app.kubernetes.io/name: the chart sets this "
+                "label itself (app.kubernetes.io/name: visit-server)",
+            ),
+            (
+                {"prometheusRule": {"labels": {"helm.sh/chart": "x"}}},
+                "metrics.prometheusRule.labels helm.sh/chart: the chart sets this label itself",
+            ),
+        ):
+            with self.subTest(values=values):
+                self.assertIn(message, refusal({"metrics": values}) or "")
+        # The job comes from app.kubernetes.io/name, which nameOverride would change.
+        message = refusal(merge(MONITORING, {"nameOverride": "lab"}))
+        self.assertIn(
+            "nameOverride lab: with metrics.serviceMonitor.enabled the scraped targets' job "
+            'is the headless Service\'s app.kubernetes.io/name, which would be "lab"',
+            message or "",
+        )
+        self.assertIsNone(refusal({"nameOverride": "lab"}))
+        self.assertIsNone(refusal(merge(MONITORING, {"nameOverride": "visit-server"})))
+
+
 class Notes(unittest.TestCase):
     """NOTES.txt prints the lab's commands for the release and its replica count."""
 
@@ -444,6 +743,21 @@ class Notes(unittest.TestCase):
         ).notes
         self.assertIn("readToken.existingSecret is empty", notes)
         self.assertNotIn("partition", notes)
+
+    def test_says_how_to_check_the_monitoring(self):
+        self.assertNotIn("servicemonitor", render().notes)
+        notes = render(MONITORING, release="lab").notes
+        self.assertIn(
+            "\n  kubectl get servicemonitor,prometheusrule lab-visit-server --show-labels\n", notes
+        )
+        self.assertIn(
+            'up{job="visit-server",namespace="visit-journal",service="lab-visit-server-headless"}'
+            " has one series per replica (3), each 1.",
+            notes,
+        )
+        notes = render({"metrics": {"prometheusRule": {"enabled": True}}}).notes
+        self.assertIn("\n  kubectl get prometheusrule visit-server --show-labels\n", notes)
+        self.assertNotIn("up{", notes)
 
 
 class Schema(unittest.TestCase):
@@ -508,6 +822,77 @@ class Schema(unittest.TestCase):
             # --set image=null deletes the default; every value the chart defines is required.
             ({"image": None}, ["missing property 'image'"]),
             ({"journal": {"retainDays": None}}, ["'/journal'", "missing property 'retainDays'"]),
+            # The monitoring values (CONTRACT.md section 13).
+            (
+                {"metrics": {"serviceMonitor": {"enabled": "true"}}},
+                ["'/metrics/serviceMonitor/enabled'", "want boolean"],
+            ),
+            (
+                {"metrics": {"prometheusRule": {"enable": True}}},
+                ["'/metrics/prometheusRule'", "'enable' not allowed"],
+            ),
+            ({"metrics": {"enabled": True}}, ["'/metrics'", "'enabled' not allowed"]),
+            ({"serviceMonitor": {"enabled": True}}, ["'serviceMonitor' not allowed"]),
+            (
+                {"metrics": {"serviceMonitor": None}},
+                ["'/metrics'", "missing property 'serviceMonitor'"],
+            ),
+            (
+                {"metrics": {"prometheusRule": {"labels": None}}},
+                ["'/metrics/prometheusRule'", "missing property 'labels'"],
+            ),
+            (
+                {"metrics": {"serviceMonitor": {"interval": "30"}}},
+                ["'/metrics/serviceMonitor/interval'", "'30'"],
+            ),
+            (
+                {"metrics": {"serviceMonitor": {"interval": 30}}},
+                ["'/metrics/serviceMonitor/interval'", "want string"],
+            ),
+            (
+                {"metrics": {"serviceMonitor": {"interval": "1s1m"}}},
+                ["'/metrics/serviceMonitor/interval'", "'1s1m'"],
+            ),
+            (
+                {"metrics": {"serviceMonitor": {"interval": "1.5m"}}},
+                ["'/metrics/serviceMonitor/interval'", "'1.5m'"],
+            ),
+            (
+                {"metrics": {"serviceMonitor": {"scrapeTimeout": "10 s"}}},
+                ["'/metrics/serviceMonitor/scrapeTimeout'", "'10 s'"],
+            ),
+            (
+                {"metrics": {"serviceMonitor": {"labels": ["release=kube-prometheus-stack"]}}},
+                ["'/metrics/serviceMonitor/labels'", "want object"],
+            ),
+            (
+                {"metrics": {"serviceMonitor": {"labels": {"release": True}}}},
+                ["'/metrics/serviceMonitor/labels/release'", "want string"],
+            ),
+            (
+                {"metrics": {"serviceMonitor": {"labels": {"team name": "web"}}}},
+                ["'/metrics/serviceMonitor/labels'", "'team name' not allowed"],
+            ),
+            (
+                {"metrics": {"serviceMonitor": {"labels": {"Example.com/team": "web"}}}},
+                ["'/metrics/serviceMonitor/labels'", "'Example.com/team' not allowed"],
+            ),
+            (
+                {"metrics": {"prometheusRule": {"labels": {"t" * 64: "web"}}}},
+                ["'/metrics/prometheusRule/labels'", "not allowed"],
+            ),
+            (
+                {"metrics": {"prometheusRule": {"labels": {"release": "kube prometheus"}}}},
+                ["'/metrics/prometheusRule/labels/release'", "'kube prometheus'"],
+            ),
+            (
+                {"metrics": {"prometheusRule": {"labels": {"release": "r" * 64}}}},
+                ["'/metrics/prometheusRule/labels/release'", "maxLength"],
+            ),
+            (
+                {"metrics": {"prometheusRule": {"labels": {"release": "-kps"}}}},
+                ["'/metrics/prometheusRule/labels/release'", "'-kps'"],
+            ),
         ):
             with self.subTest(values=values):
                 message = refusal(values)
@@ -744,6 +1129,18 @@ class Lint(unittest.TestCase):
         self.assert_clean()
         self.assert_clean(DEV_VALUES, "dev")
 
+    def test_lint_strict_is_clean_with_monitoring(self):
+        values = merge(
+            MONITORING,
+            {
+                "metrics": {
+                    "serviceMonitor": {"labels": {"release": "kps"}, "interval": "30s"},
+                    "prometheusRule": {"labels": {"release": "kps"}},
+                }
+            },
+        )
+        self.assert_clean(values, "monitoring")
+
     def test_lint_sees_a_broken_template(self):
         # Guards the check above: the engine's lint does report a finding here.
         with tempfile.TemporaryDirectory() as tmp:
@@ -757,22 +1154,32 @@ class Lint(unittest.TestCase):
 
 
 class ReadmeExamples(unittest.TestCase):
-    """Every values example that README.md's "Install with Helm" shows renders and lints;
-    each rendering is written for the step to validate strictly and pass through checkov."""
+    """Every values example that README.md's "Install with Helm" and "Monitoring" show
+    renders and lints; each rendering is written for the step to validate strictly and pass
+    through checkov (its monitoring objects, for the check against the operator's CRDs)."""
 
-    SECTION = "### Install with Helm"
+    SECTIONS = ("### Install with Helm", "## Monitoring")
 
     @classmethod
     def setUpClass(cls):
         text = (ROOT / "README.md").read_text()
-        start = text.index(cls.SECTION)
-        end = text.find("\n### ", start + len(cls.SECTION))
-        section = text[start : end if end > 0 else None]
-        # Fenced blocks, also those indented under a list item.
-        cls.blocks = [
-            (lang, textwrap.dedent(body))
-            for _, lang, body in re.findall(r"^( *)```(\w+)\n(.*?)^\1```", section, re.S | re.M)
-        ]
+        cls.blocks = []
+        for heading in cls.SECTIONS:
+            start = text.index(f"\n{heading}\n")
+            # To the next heading of this level or above (a section's own subsections in).
+            level = heading.split(" ")[0]
+            # (Two hashes at least: a shell comment in a code block is not a heading.)
+            ends = [
+                m.start()
+                for m in re.finditer(r"\n(##+) ", text[start + 1 :])
+                if len(m.group(1)) <= len(level)
+            ]
+            section = text[start : start + 1 + ends[0] if ends else None]
+            # Fenced blocks, also those indented under a list item.
+            cls.blocks += [
+                (lang, textwrap.dedent(body))
+                for _, lang, body in re.findall(r"^( *)```(\w+)\n(.*?)^\1```", section, re.S | re.M)
+            ]
         # A values file is a yaml block whose first line names it: `# values-dev.yaml`.
         cls.files = {}
         for lang, body in cls.blocks:
@@ -840,6 +1247,18 @@ class ReadmeExamples(unittest.TestCase):
     def test_the_dev_example_is_the_dev_overlay(self):
         self.assertEqual(merge({}, self.files["values-dev.yaml"]), DEV_VALUES)
 
+    def test_the_monitoring_example_is_the_component_with_the_readmes_label(self):
+        # The values file and the --set lines give what README's kustomize example gives:
+        # the component in the prod overlay, both objects labelled by its patch.
+        values = self.files["values-monitoring.yaml"]
+        assert_same_as_the_component(self, render(values), "prod", facts.readme_label_patches())
+        with_set = [
+            self.values_of(c)[2]
+            for c in self.commands
+            if "--set metrics.serviceMonitor.enabled=true" in c
+        ]
+        self.assertEqual(with_set, [values])
+
 
 def merge(base, extra):
     """Helm's coalescing of two values maps: `extra` wins; maps merge key by key."""
@@ -853,22 +1272,29 @@ def merge(base, extra):
 
 
 class Package(unittest.TestCase):
-    def test_the_package_carries_the_real_nginx_conf_and_renders_the_same(self):
+    def test_the_package_carries_the_linked_files_and_renders_the_same(self):
         destination = OUT / "package"
         shutil.rmtree(destination, ignore_errors=True)
         destination.mkdir(parents=True)
         archive = Path(helm.package(CHART_DIR, destination=destination))
         self.assertEqual(archive.name, f"visit-server-{CHART.metadata['version']}.tgz")
         with tarfile.open(archive) as tar:
-            member = tar.getmember("visit-server/files/nginx.conf")
-            # The link's target, stored as a plain file: the archive works anywhere.
-            self.assertTrue(member.isfile(), "the packaged nginx.conf is not a regular file")
-            self.assertEqual(tar.extractfile(member).read(), facts.NGINX_CONF.read_bytes())
+            # Each link's target, stored as a plain file: the archive works anywhere.
+            for name, source in (
+                ("nginx.conf", facts.NGINX_CONF),
+                ("prometheusrule.yaml", facts.PROMETHEUS_RULE),
+            ):
+                member = tar.getmember(f"visit-server/files/{name}")
+                self.assertTrue(member.isfile(), f"the packaged {name} is not a regular file")
+                self.assertEqual(tar.extractfile(member).read(), source.read_bytes())
             names = tar.getnames()
         self.assertIn("visit-server/values.schema.json", names)
         self.assertIn("visit-server/templates/tests/test-replicas.yaml", names)
         with helm.Chart.load(archive) as packaged:
             self.assertEqual(render(chart=packaged).manifests, render().manifests)
+            self.assertEqual(
+                render(MONITORING, chart=packaged).manifests, render(MONITORING).manifests
+            )
 
 
 if __name__ == "__main__":
