@@ -14,6 +14,7 @@ use visit_server::log::{self, Value};
 use visit_server::server::{self, Limits, Outcome};
 use visit_server::shutdown::Signals;
 use visit_server::stats;
+use visit_server::token::ReadTokens;
 
 fn main() -> ExitCode {
     let config = match config::parse(std::env::args_os().skip(1), |k| std::env::var_os(k)) {
@@ -47,28 +48,78 @@ fn main() -> ExitCode {
         .public_port
         .map(|p| p.to_string())
         .unwrap_or_default();
-    log::info(
-        "starting",
-        &[
-            ("version", env!("CARGO_PKG_VERSION").into()),
-            ("listen", Value::Display(&config.listen)),
-            ("file", Value::Display(&config.file.display())),
-            ("trusted_proxies", Value::Display(&config.trusted_proxies)),
-            ("utc_offset", Value::Str(&offset)),
-            ("peers", Value::Str(&peers)),
-            ("peer_dns", Value::Str(&peer_dns)),
-            ("public_port", Value::Str(&public_port)),
-            (
-                "peer_timeout_ms",
-                (config.peer_timeout.as_millis() as u64).into(),
-            ),
-            ("rotate_size", config.rotate_size.into()),
-            ("retain_size", config.retain_size.into()),
-            ("retain_days", config.retain_days.into()),
-            ("anonymize", config.anonymize.into()),
-            ("pid", u64::from(std::process::id()).into()),
-        ],
-    );
+    // Reads are open without a token file: fine on loopback (the lab, a laptop), a warning
+    // anywhere else, where anyone who reaches the port reads every visitor's address.
+    let reads_open = config.read_token_file.is_none();
+    let level = if reads_open && !config.listen.ip().to_canonical().is_loopback() {
+        log::Level::Warn
+    } else {
+        log::Level::Info
+    };
+    let read_token_file = config
+        .read_token_file
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let file = config.file.display();
+    let mut fields = vec![
+        ("version", env!("CARGO_PKG_VERSION").into()),
+        ("listen", Value::Display(&config.listen)),
+        ("file", Value::Display(&file)),
+        ("trusted_proxies", Value::Display(&config.trusted_proxies)),
+        ("utc_offset", Value::Str(&offset)),
+        ("peers", Value::Str(&peers)),
+        ("peer_dns", Value::Str(&peer_dns)),
+        ("public_port", Value::Str(&public_port)),
+        (
+            "peer_timeout_ms",
+            (config.peer_timeout.as_millis() as u64).into(),
+        ),
+        ("rotate_size", config.rotate_size.into()),
+        ("retain_size", config.retain_size.into()),
+        ("retain_days", config.retain_days.into()),
+        ("anonymize", config.anonymize.into()),
+        ("reads", if reads_open { "open" } else { "token" }.into()),
+        ("read_token_file", Value::Str(&read_token_file)),
+        ("pid", u64::from(std::process::id()).into()),
+    ];
+    if level == log::Level::Warn {
+        fields.push((
+            "hint",
+            "anyone who reaches this address reads every visitor's address: \
+             set --read-token-file (VISIT_READ_TOKEN_FILE)"
+                .into(),
+        ));
+    }
+    log::emit(level, "starting", &fields);
+
+    // The token file is checked before the journal is touched: a bad one exits with one line
+    // naming the path and what is wrong (never a token), and creates nothing.
+    let read_tokens = match &config.read_token_file {
+        None => None,
+        Some(path) => match ReadTokens::load(path) {
+            Ok(tokens) => {
+                log::info(
+                    "read_tokens_loaded",
+                    &[
+                        ("path", Value::Display(&path.display())),
+                        ("tokens", (tokens.current().len() as u64).into()),
+                    ],
+                );
+                Some(tokens)
+            }
+            Err(e) => {
+                log::error(
+                    "read_token_file_invalid",
+                    &[
+                        ("path", Value::Display(&path.display())),
+                        ("cause", Value::Display(&e.problem)),
+                    ],
+                );
+                return fail(&e.to_string());
+            }
+        },
+    };
 
     let journal = match Options::new()
         .lock_timeout(app::LOCK_TIMEOUT)
@@ -102,7 +153,11 @@ fn main() -> ExitCode {
     if let Some(e) = journal.take_lifecycle_error() {
         app::log_journal_error("journal_lifecycle_failed", journal.path(), &e);
     }
-    let app = Arc::new(App::new(config, journal));
+    let mut app = App::new(config, journal);
+    if let Some(tokens) = read_tokens {
+        app = app.with_read_tokens(tokens);
+    }
+    let app = Arc::new(app);
     log::info("replica", &[("name", Value::Str(&app.name))]);
     // A journal that cannot be written fails fast, except for a full disk: that is no reason
     // to crash-loop; start unready and let /readyz notice when space is back.

@@ -322,7 +322,8 @@ fn serve(app: &Arc<App>, rq: Request, verdict: Verdict, closing: bool) {
     if closing && matches!(reply.body, Body::Text(_)) {
         reply.close = true;
     }
-    let (status, close, recorded) = (reply.status, reply.close, reply.recorded);
+    let (status, close, recorded, denied) =
+        (reply.status, reply.close, reply.recorded, reply.denied);
     let method = rq.method().as_str().to_string();
     let path = log::clip(rq.url(), 512).to_string();
     // With --anonymize, no full address reaches the log either: the peer is reduced like
@@ -342,6 +343,24 @@ fn serve(app: &Arc<App>, rq: Request, verdict: Verdict, closing: bool) {
     let duration = started.elapsed();
     let duration_us = duration.as_micros() as u64;
     let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+    if let Some(denied) = denied {
+        // A refused read: who tried, where, and why, never what they sent (CONTRACT §11).
+        let client = if app.config.anonymize {
+            visit_journal::anonymize(denied.client)
+        } else {
+            denied.client
+        };
+        log::warn(
+            "unauthorized",
+            &[
+                ("method", Value::Str(&method)),
+                ("path", Value::Str(&path)),
+                ("peer", Value::Str(&peer)),
+                ("client", Value::Display(&client)),
+                ("reason", Value::Str(denied.reason)),
+            ],
+        );
+    }
     let recorded = recorded.map(|ip| ip.to_string());
     let error = written.err().map(|e| e.to_string());
     let mut fields: Vec<(&str, Value<'_>)> = vec![
