@@ -812,3 +812,50 @@ fn peers_get_the_first_token_and_one_that_refuses_it_is_named() {
         assert_never_printed(&s.logs(), &[&a, &b]);
     }
 }
+
+// --- The API description -----------------------------------------------------------------------
+
+#[test]
+fn openapi_declares_both_schemes_and_the_401_on_exactly_the_protected_operations() {
+    let doc: Value = serde_json::from_str(include_str!("../../openapi.json")).unwrap();
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["readToken"]["scheme"], "bearer");
+    assert_eq!(schemes["readTokenBasic"]["scheme"], "basic");
+    let unauthorized = &doc["components"]["responses"]["Unauthorized"];
+    assert_eq!(
+        unauthorized["headers"]["WWW-Authenticate"]["$ref"],
+        "#/components/headers/WWWAuthenticate"
+    );
+    assert_eq!(
+        doc["components"]["headers"]["WWWAuthenticate"]["schema"]["const"],
+        CHALLENGE
+    );
+    let s = Scratch::new();
+    let token = random_token();
+    let (server, _) = guarded(&s, &token, &[]);
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let protected = ["/visits", "/stats", "/dashboard"].contains(&path.as_str());
+        for method in ["get", "head"] {
+            let op = &item[method];
+            let security = op["security"].as_array().map(Vec::as_slice);
+            let documented_401 = op["responses"]["401"].is_object();
+            if protected {
+                let names: Vec<&str> = security
+                    .unwrap_or_else(|| panic!("{method} {path} declares no security"))
+                    .iter()
+                    .flat_map(|r| r.as_object().unwrap().keys().map(String::as_str))
+                    .collect();
+                assert_eq!(names, ["readToken", "readTokenBasic"], "{method} {path}");
+                assert!(documented_401, "{method} {path}");
+            } else {
+                assert!(security.is_none() && !documented_401, "{method} {path}");
+            }
+        }
+        // And the server does as it says: 401 without the token exactly where documented.
+        let without = status(&server, path, &[]);
+        assert_eq!(without == 401, protected, "{path}: {without}");
+        if protected {
+            assert_eq!(status(&server, path, &[&bearer(&token)]), 200, "{path}");
+        }
+    }
+}
