@@ -357,9 +357,9 @@ pub const OPTIONS: &[Opt] = &[
         flag: "--read-token-file",
         env: "VISIT_READ_TOKEN_FILE",
         value: "PATH",
-        help: "require one of this file's tokens (one or two, one per line, 32 to 1024 visible \
-               ASCII bytes each) to read /visits, /stats and /dashboard, as Authorization: \
-               Bearer TOKEN or Basic (any user, the token as password); re-read when it changes",
+        help: "require a token of this file (one or two, one per line) to read /visits, /stats \
+               and /dashboard: Authorization: Bearer TOKEN, or Basic with the token as the \
+               password; re-read when it changes",
         default: "none: reads are open",
         list: false,
         apply: |c, v| {

@@ -14,7 +14,7 @@ use visit_server::log::{self, Value};
 use visit_server::server::{self, Limits, Outcome};
 use visit_server::shutdown::Signals;
 use visit_server::stats;
-use visit_server::token::ReadTokens;
+use visit_server::token::{self, ReadTokens};
 
 fn main() -> ExitCode {
     let config = match config::parse(std::env::args_os().skip(1), |k| std::env::var_os(k)) {
@@ -174,6 +174,7 @@ fn main() -> ExitCode {
     }
 
     count_segments_in_background(&app);
+    watch_read_tokens_in_background(&app);
 
     let listener = match server::bind(app.config.listen, &limits) {
         Ok(l) => l,
@@ -226,6 +227,39 @@ fn count_segments_in_background(app: &Arc<App>) {
     if let Err(e) = spawned {
         log::warn(
             "segments_count_failed",
+            &[(
+                "cause",
+                Value::Display(&format_args!("cannot start a thread: {e}")),
+            )],
+        );
+    }
+}
+
+/// Looks at the read token file once every [`token::CHECK_INTERVAL`] on a thread of its own,
+/// besides the look a protected request takes when the last one is that old: so a Secret the
+/// kubelet updated is read (and `read_tokens_reloaded` or `read_token_file_invalid` logged)
+/// within a second even when nobody reads, and an operator rotating a token sees each pod
+/// take it. The thread only sleeps and calls `stat`; it lives as long as the process.
+fn watch_read_tokens_in_background(app: &Arc<App>) {
+    if app.read_tokens.is_none() {
+        return;
+    }
+    let app = Arc::clone(app);
+    let spawned = std::thread::Builder::new()
+        .name("read-tokens".into())
+        .spawn(move || {
+            let Some(tokens) = &app.read_tokens else {
+                return;
+            };
+            loop {
+                std::thread::sleep(token::CHECK_INTERVAL);
+                tokens.refresh();
+            }
+        });
+    if let Err(e) = spawned {
+        // Not fatal: protected requests still look at the file themselves.
+        log::warn(
+            "read_tokens_watch_failed",
             &[(
                 "cause",
                 Value::Display(&format_args!("cannot start a thread: {e}")),

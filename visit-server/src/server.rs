@@ -343,24 +343,6 @@ fn serve(app: &Arc<App>, rq: Request, verdict: Verdict, closing: bool) {
     let duration = started.elapsed();
     let duration_us = duration.as_micros() as u64;
     let peer = peer.map(|p| p.to_string()).unwrap_or_default();
-    if let Some(denied) = denied {
-        // A refused read: who tried, where, and why, never what they sent (CONTRACT §11).
-        let client = if app.config.anonymize {
-            visit_journal::anonymize(denied.client)
-        } else {
-            denied.client
-        };
-        log::warn(
-            "unauthorized",
-            &[
-                ("method", Value::Str(&method)),
-                ("path", Value::Str(&path)),
-                ("peer", Value::Str(&peer)),
-                ("client", Value::Display(&client)),
-                ("reason", Value::Str(denied.reason)),
-            ],
-        );
-    }
     let recorded = recorded.map(|ip| ip.to_string());
     let error = written.err().map(|e| e.to_string());
     let mut fields: Vec<(&str, Value<'_>)> = vec![
@@ -381,5 +363,19 @@ fn serve(app: &Arc<App>, rq: Request, verdict: Verdict, closing: bool) {
     if let Some(e) = &error {
         fields.push(("write_error", Value::Str(e)));
     }
-    log::info("request", &fields);
+    match denied {
+        // A refused read is its own event, a warning with who tried and why, never what they
+        // sent (CONTRACT §11); still one line for one request.
+        Some(denied) => {
+            let client = if app.config.anonymize {
+                visit_journal::anonymize(denied.client)
+            } else {
+                denied.client
+            };
+            fields.push(("client", Value::Display(&client)));
+            fields.push(("reason", Value::Str(denied.reason)));
+            log::warn("unauthorized", &fields);
+        }
+        None => log::info("request", &fields),
+    }
 }

@@ -29,23 +29,25 @@
 //! Kubernetes updates a mounted Secret in place: it writes the new files into a fresh
 //! directory and swaps the `..data` symlink the file's path goes through, so the path stays
 //! and the file behind it is a new one. The path is therefore looked at again, not the file
-//! first opened: on a protected request, at most once every [`CHECK_INTERVAL`], a `stat` of
-//! the path (following symlinks); the file is read again when its device, inode, size, mtime
-//! or ctime differ from what was last read, or when it was read within [`RACY_WINDOW`] of its
-//! mtime (a second write within the same timestamp tick would otherwise go unseen). A token
-//! added is accepted, and one removed refused, from the first protected request more than a
-//! second after the change, with or without traffic before it.
+//! first opened: [`ReadTokens::refresh`], at most once every [`CHECK_INTERVAL`], `stat`s the
+//! path (following symlinks) and reads the file again when its device, inode, size, mtime or
+//! ctime differ from what was last read, or when it was read within [`RACY_WINDOW`] of its
+//! mtime (a second write within the same timestamp tick would otherwise go unseen).
+//! `main` calls it once a second on a thread of its own, so a change is read, and logged,
+//! even when nobody reads; and a protected request calls it first when the last look is a
+//! second old, so a token removed is refused by the first request more than a second after
+//! the change whatever that thread is doing. Either way a token added is accepted, and one
+//! removed refused, within about a second, without a restart.
 //!
 //! A file that turns bad while the server runs (deleted, emptied, unreadable, a token too
 //! short) never opens reads and never stops the server: the last good tokens stay in force,
-//! the file is read again on each check until it is good, and the problem is logged as
+//! the file is read again on each look until it is good, and the problem is logged as
 //! `read_token_file_invalid` at most once every [`REPORT_INTERVAL`]. A good file after a
 //! change or a problem is logged as `read_tokens_reloaded` with the number of tokens.
 //!
-//! Why on request and not a watcher thread: a refused or accepted request is the only moment
-//! the tokens matter, a `stat` once a second costs nothing on the request path, and there is
-//! no thread to start, stop or lose (inotify would need a dependency, and still a fallback for
-//! the symlink swap).
+//! Why `stat` and not inotify: it needs no dependency and no special case for the symlink
+//! swap (inotify watches inodes, and the swap replaces the ones on the path), and a `stat`
+//! a second costs nothing.
 //!
 //! Architecture Invariant: no token, and no credential a client sent, is ever written to a
 //! log line, an error message or a response. [`Tokens`] and [`ReadTokens`] print as a count;
