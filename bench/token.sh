@@ -18,6 +18,8 @@
 # see the same machine; each ratio is the median of the rounds' ratios (baseline requests/s
 # over the other's: 1.00 costs nothing, 1.05 is 5% fewer requests per second), with the
 # slowest and fastest round's. Logs go to /dev/null, as in bench/http.sh.
+# Nothing is pinned to a core: tried (both servers on one core, wrk on the other), it made
+# the rounds noisier on a machine shared with other work, not quieter.
 # Installs wrk (apt) if missing. Everything runs on 127.0.0.1 and stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -148,14 +148,14 @@ def main():
             # A browser without the token gets the 401 and nothing of the page: with no
             # credentials to offer, Chromium (as Playwright drives it) gives up on the
             # challenge; with a wrong password it shows the 401's text.
+            def chromium(**options):
+                return p.chromium.launch_persistent_context(
+                    profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, **options
+                )
+
             for wrong in (None, {"username": "reader", "password": "not-" + token}):
-                ctx = p.chromium.launch_persistent_context(
-                    profile,
-                    executable_path=CHROMIUM,
-                    args=CHROMIUM_ARGS,
-                    headless=True,
-                    java_script_enabled=False,
-                    **({"http_credentials": wrong} if wrong else {}),
+                ctx = chromium(
+                    java_script_enabled=False, **({"http_credentials": wrong} if wrong else {})
                 )
                 page = ctx.new_page()
                 answers = []
@@ -173,11 +173,7 @@ def main():
                 ctx.close()
 
             # With HTTP credentials (the browser's prompt, answered).
-            ctx = p.chromium.launch_persistent_context(
-                profile,
-                executable_path=CHROMIUM,
-                args=CHROMIUM_ARGS,
-                headless=True,
+            ctx = chromium(
                 java_script_enabled=False,
                 viewport={"width": 960, "height": 900},
                 http_credentials=credentials,
@@ -249,11 +245,7 @@ def main():
             ctx.close()
 
             # At phone width (JavaScript on, only to measure the layout).
-            ctx = p.chromium.launch_persistent_context(
-                profile,
-                executable_path=CHROMIUM,
-                args=CHROMIUM_ARGS,
-                headless=True,
+            ctx = chromium(
                 viewport={"width": 390, "height": 844},
                 device_scale_factor=2,
                 http_credentials=credentials,
