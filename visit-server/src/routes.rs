@@ -648,14 +648,19 @@ mod tests {
 
     /// A fixture whose reads need [`TOKEN`].
     fn guarded() -> Fixture {
+        guarded_with(|_| {})
+    }
+
+    fn guarded_with(config: impl FnOnce(&mut Config)) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-        let c = Config {
+        let mut c = Config {
             file: dir.path().join("data/visits.txt"),
             read_token_file: Some(token_file.clone()),
             ..Config::default()
         };
+        config(&mut c);
         let journal = Journal::open(&c.file).unwrap();
         let tokens = crate::token::ReadTokens::load(&token_file).unwrap();
         Fixture {
@@ -729,7 +734,8 @@ mod tests {
 
     #[test]
     fn a_refused_read_does_no_work() {
-        let f = guarded();
+        // A peer that is not there: a cluster view, or the dashboard, would ask it.
+        let f = guarded_with(|c| c.peers.push("127.0.0.1:9".parse().unwrap()));
         let bearer = [header("Authorization", &format!("Bearer {TOKEN}"))];
         let wrong = [header("Authorization", &format!("Bearer {TOKEN}0"))];
         // Every stream slot taken: a read with the token waits its turn (503), a refused one
@@ -749,6 +755,23 @@ mod tests {
             );
         }
         drop(held);
+        // No peer was asked for the refused cluster views and dashboards.
+        for url in [
+            "/stats?scope=cluster",
+            "/visits?scope=cluster",
+            "/dashboard",
+        ] {
+            assert_unauthorized(
+                &handle(&f.app, &request(&Method::Get, url, &wrong)),
+                "wrong token",
+            );
+        }
+        let metrics = body(handle(&f.app, &request(&Method::Get, "/metrics", &[])));
+        let asked: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("visit_server_peer_answers_total") && !l.ends_with(" 0"))
+            .collect();
+        assert!(asked.is_empty(), "{asked:?}");
         // No journal to read: a read with the token fails to open it (503), a refused one never
         // tries.
         std::fs::remove_dir_all(f.app.journal.path().parent().unwrap()).unwrap();
