@@ -17,6 +17,14 @@
 # peers (VISIT_PEERS): locally that stands in for the StatefulSet's VISIT_PEER_DNS, the
 # headless Service that resolves to every pod.
 #
+# As in the prod overlay, reads need the token of the Secret visit-server-read-token
+# (CONTRACT.md section 11): each replica reads it from its own secret-N/token, standing in for
+# its pod's mount of the Secret (VISIT_READ_TOKEN_FILE), so that one replica's copy can lag
+# behind the others'. The probes and GET / need no token; /visits without one is 401. Last,
+# the token is rotated as the README says (both tokens, then only the new one), with one
+# replica's Secret lagging: the cluster view names it as missing, `unauthorized`, until it
+# catches up. No replica may ever print a token.
+#
 # Usage: k8s/rehearse.sh
 #   VISIT_SERVER_BIN=path  run that binary instead of building target/debug/visit-server
 # Exits non-zero if a replica misbehaves or a journal is wrong. Needs bash and python3.
@@ -42,6 +50,11 @@ fi
 [ -x "$bin" ] || { echo "rehearse: no visit-server binary at $bin" >&2; exit 1; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/visit-rehearsal.XXXXXX")
+# The Secret's token, as `openssl rand -hex 32` makes it (python3, since openssl may be
+# missing); lab.py reads it from the environment, never from its command line.
+new_token() { python3 -c 'import secrets; print(secrets.token_hex(32))'; }
+VISIT_TOKEN=$(new_token)
+export VISIT_TOKEN
 declare -a pids=() ports=()
 
 cleanup() {
@@ -57,26 +70,29 @@ trap cleanup EXIT
 # The HTTP side, in python3 (always there; curl may not be).
 lab=$work/lab.py
 cat >"$lab" <<'PY'
-import calendar, http.client, json, re, socket, sys, time
+import calendar, http.client, json, os, re, socket, sys, time
 
 LINE = re.compile(
     r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2}) - 127\.0\.0\.1"
 )
 
 
-def fetch(port, path):
-    """(status, headers, body) of GET path."""
+def fetch(port, path, token=None):
+    """(status, headers, body) of GET path, with `Authorization: Bearer token` if given."""
+    headers = {"Connection": "close"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        conn.request("GET", path, headers={"Connection": "close"})
+        conn.request("GET", path, headers=headers)
         response = conn.getresponse()
         return response.status, dict(response.getheaders()), response.read()
     finally:
         conn.close()
 
 
-def get(port, path):
-    return fetch(port, path)[0]
+def get(port, path, token=None):
+    return fetch(port, path, token)[0]
 
 
 def ports(count):
@@ -129,13 +145,20 @@ def visit(ledger, count, *targets):
 
 
 def probe(*ports_):
-    """Everything but GET /: it must answer as the contract says and record nothing."""
-    expected = {"/livez": 200, "/healthz": 200, "/readyz": 200, "/metrics": 200,
-                "/visits": 200, "/favicon.ico": 404}
-    wrong = [f"{path} on port {port}: {status}, expected {expected[path]}"
-             for port in ports_ for path in expected
-             if (status := get(int(port), path)) != expected[path]]
-    print(f"{len(expected)} requests to each replica: {' '.join(expected)}")
+    """Everything but GET /: it must answer as the contract says and record nothing. The
+    probes need no token; the reads need the Secret's."""
+    token = os.environ["VISIT_TOKEN"]
+    expected = {("/livez", None): 200, ("/healthz", None): 200, ("/readyz", None): 200,
+                ("/metrics", None): 200, ("/favicon.ico", None): 404, ("/visits", None): 401,
+                ("/stats", None): 401, ("/dashboard", None): 401, ("/visits", token): 200,
+                ("/stats", token): 200, ("/dashboard", token): 200,
+                ("/visits", "not-" + token): 401}
+    shown = {None: "", token: " (with the token)", "not-" + token: " (with a wrong token)"}
+    wrong = [f"{path}{shown[tok]} on port {port}: {status}, expected {want}"
+             for port in ports_ for (path, tok), want in expected.items()
+             if (status := get(int(port), path, tok)) != want]
+    print(f"{len(expected)} requests to each replica: "
+          + ", ".join(f"{path}{shown[tok]} {want}" for (path, tok), want in expected.items()))
     for problem in wrong:
         print(f"FAIL {problem}")
     return 1 if wrong else 0
@@ -188,14 +211,18 @@ def check(ledger, *journals):
 
 
 def cluster(work, asked, timeout, down, *ports_):
-    """GET /visits?scope=cluster from replica ASKED: every replica up must appear under its
-    name with exactly its journal's lines; the DOWN ones (a comma list, or -) must be listed
-    as missing; the answer is 200 either way, within TIMEOUT seconds and some slack."""
-    down = set() if down == "-" else {int(i) for i in down.split(",")}
+    """GET /visits?scope=cluster from replica ASKED, with the token: every replica up must
+    appear under its name with exactly its journal's lines; the DOWN ones (a comma list of
+    N or N:error, or -) must be listed as missing (with that error); the answer is 200 either
+    way, within TIMEOUT seconds and some slack."""
+    down = {} if down == "-" else dict((d.split(":") + [""])[:2] for d in down.split(","))
+    down = {int(i): error for i, error in down.items()}
     asked = int(asked)
-    print(f"$ kubectl exec pod/visit-server-{asked} -- wget -qO- 'localhost:8080/visits?scope=cluster'")
+    print(f"$ kubectl exec pod/visit-server-{asked} -- wget -qO- "
+          f"--header \"Authorization: Bearer $TOKEN\" 'localhost:8080/visits?scope=cluster'")
     started = time.monotonic()
-    status, headers, body = fetch(int(ports_[asked]), "/visits?scope=cluster")
+    status, headers, body = fetch(int(ports_[asked]), "/visits?scope=cluster",
+                                  os.environ["VISIT_TOKEN"])
     took = time.monotonic() - started
     text = body.decode("utf-8", "replace")
     print(text, end="")
@@ -222,8 +249,9 @@ def cluster(work, asked, timeout, down, *ports_):
     for replica, port in enumerate(ports_):
         address = f"127.0.0.1:{port}"
         if replica in down:
-            if not any(h.startswith(f"# missing {address}: ") for h in head):
-                problems.append(f"visit-server-{replica} ({address}) is not listed as missing")
+            if not any(h.startswith(f"# missing {address}: {down[replica]}") for h in head):
+                problems.append(f"visit-server-{replica} ({address}) is not listed as missing "
+                                f"{down[replica] or ''}")
             continue
         heading = f"visit-server-{replica} {address}"
         expected.add(heading)
@@ -242,8 +270,35 @@ def cluster(work, asked, timeout, down, *ports_):
     return 1 if problems else 0
 
 
+def secret_logs(*logs):
+    """No replica's log holds a token it was given (VISIT_TOKENS: the rehearsal's tokens)."""
+    tokens = os.environ["VISIT_TOKENS"].split()
+    leaked = [log for log in logs for token in tokens if token in open(log).read()]
+    for log in leaked:
+        print(f"FAIL {log} holds a read token")
+    if not leaked:
+        print(f"ok   no replica's log holds any of the {len(tokens)} tokens")
+    return 1 if leaked else 0
+
+
+def until_cluster(work, asked, timeout, down, *ports_):
+    """As `cluster`, retried for up to 5 s (a Secret's new content is read within seconds),
+    printing only the last answer."""
+    import contextlib, io
+    deadline = time.monotonic() + 5
+    while True:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            failed = cluster(work, asked, timeout, down, *ports_)
+        if not failed or time.monotonic() > deadline:
+            print(out.getvalue(), end="")
+            return failed
+        time.sleep(0.2)
+
+
 commands = {"ports": ports, "wait-ready": wait_ready, "visit": visit, "probe": probe,
-            "check": check, "cluster": cluster}
+            "check": check, "cluster": cluster, "until-cluster": until_cluster,
+            "secret-logs": secret_logs}
 sys.exit(commands[sys.argv[1]](*sys.argv[2:]) or 0)
 PY
 
@@ -256,9 +311,11 @@ start_replica() {
     local i=$1 status peers
     peers=$(printf '127.0.0.1:%s,' "${ports[@]}")
     mkdir -p "$work/pvc-$i"
+    [ -e "$work/secret-$i/token" ] || put_secret "$i" "$VISIT_TOKEN"
     VISIT_LISTEN=127.0.0.1:${ports[i]} VISIT_FILE=$work/pvc-$i/visits.txt \
         VISIT_NAME=visit-server-$i VISIT_PEERS=${peers%,} \
         VISIT_PEER_TIMEOUT=${peer_timeout_seconds}s \
+        VISIT_READ_TOKEN_FILE=$work/secret-$i/token \
         "$bin" >>"$work/visit-server-$i.log" 2>&1 &
     pids[i]=$!
     status=0
@@ -271,6 +328,16 @@ start_replica() {
     wait "${pids[i]}" 2>/dev/null || :
     pids[i]=
     return "$status"
+}
+
+# Writes replica $1's copy of the Secret (token lines $2...) as the kubelet updates a
+# mounted Secret: the whole file at once (written aside, then renamed over it).
+put_secret() {
+    local i=$1
+    shift
+    mkdir -p "$work/secret-$i"
+    printf '%s\n' "$@" >"$work/secret-$i/.token.tmp"
+    mv "$work/secret-$i/.token.tmp" "$work/secret-$i/token"
 }
 
 # Starts every replica. The peers must know each other's ports up front, so if one port
@@ -376,6 +443,25 @@ python3 "$lab" visit "$ledger" 1 "0=${ports[0]}"
 show_journal 0
 python3 "$lab" check "$ledger" "${journals[@]}"
 python3 "$lab" cluster "$work" 0 "$peer_timeout_seconds" - "${ports[@]}"
+
+say "Rotate the read token (README: two tokens, then only the new one)"
+old_token=$VISIT_TOKEN
+new=$(new_token)
+# shellcheck disable=SC2016 # The transcript shows the commands, not their values.
+echo '$ kubectl create secret generic visit-server-read-token --from-literal=token="$(printf "%s\n%s\n" "$OLD" "$NEW")" --dry-run=client -o yaml | kubectl apply -f -'
+for ((i = 0; i < replicas; i++)); do put_secret "$i" "$old_token" "$new"; done
+python3 "$lab" until-cluster "$work" 1 "$peer_timeout_seconds" - "${ports[@]}"
+VISIT_TOKEN=$new python3 "$lab" until-cluster "$work" 2 "$peer_timeout_seconds" - "${ports[@]}"
+echo "The clients now send \$NEW. Then only the new token, which reaches visit-server-0's copy of the Secret first:"
+# shellcheck disable=SC2016
+echo '$ kubectl create secret generic visit-server-read-token --from-literal=token="$NEW" --dry-run=client -o yaml | kubectl apply -f -'
+put_secret 0 "$new"
+# Replica 1 still sends the old token first, which replica 0 no longer takes.
+VISIT_TOKEN=$new python3 "$lab" until-cluster "$work" 1 "$peer_timeout_seconds" 0:unauthorized "${ports[@]}"
+for ((i = 1; i < replicas; i++)); do put_secret "$i" "$new"; done
+VISIT_TOKEN=$new python3 "$lab" until-cluster "$work" 1 "$peer_timeout_seconds" - "${ports[@]}"
+VISIT_TOKEN=$new python3 "$lab" probe "${ports[@]}"
+VISIT_TOKENS="$old_token $new" python3 "$lab" secret-logs "$work"/visit-server-*.log
 
 say "Scale to zero: every replica drains and exits 0"
 # shellcheck disable=SC2046 # One word per replica number.

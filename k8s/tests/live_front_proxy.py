@@ -13,9 +13,11 @@ nginx.conf to run (by default, those of this checkout). Every loop is bounded in
 count and time; every socket goes to 127.0.0.0/8 or ::1.
 """
 
+import base64
 import os
 import re
 import resource
+import secrets
 import signal
 import socket
 import subprocess
@@ -140,14 +142,22 @@ def visit(source="127.0.0.1", headers=b""):
 
 class Pod:
     """visit-server on 127.0.0.1:8081 and nginx on 8080 with the component's nginx.conf,
-    both as uid 65532, as the prod overlay runs them."""
+    both as uid 65532, as the prod overlay runs them; with `token`, the server's reads need
+    it (--read-token-file, as the prod pods mount the Secret visit-server-read-token)."""
 
-    def __init__(self, name, again=False):
+    def __init__(self, name, again=False, token=None):
         """Starts the pod in /tmp/name; again=True starts it on the journal it left there."""
         self.dir = Path("/tmp") / name
         self.dir.mkdir(mode=0o700, exist_ok=again)
         os.chown(self.dir, APP_UID, APP_UID)
         self.journal = self.dir / "data" / "visits.txt"
+        token_args = []
+        if token:
+            # A Secret volume's file: root's, read-only, readable by the pod's user.
+            token_file = self.dir / "read-token"
+            token_file.write_text(token + "\n")
+            token_file.chmod(0o444)
+            token_args = ["--read-token-file", str(token_file)]
         self.server_log = open(self.dir / "server.log", "ab")
         self.proxy_log = open(self.dir / "proxy.log", "ab")
         # The container runtime (runc, crun) hands the container's user its stdio; nginx
@@ -161,6 +171,7 @@ class Pod:
                 "--file", str(self.journal),
                 "--trusted-proxy", "127.0.0.1",
                 "--utc-offset", "+00:00",
+                *token_args,
             ],
             stdout=self.server_log,
             stderr=subprocess.STDOUT,
@@ -186,6 +197,13 @@ class Pod:
                     p.wait()
                 raise AssertionError(f"the pod did not come up:\n{self.logs()}")
             time.sleep(0.05)
+
+    def raw_logs(self):
+        """Everything both processes printed so far."""
+        for log in (self.server_log, self.proxy_log):
+            if not log.closed:
+                log.flush()
+        return (self.dir / "server.log").read_bytes(), (self.dir / "proxy.log").read_bytes()
 
     def logs(self):
         for log in (self.server_log, self.proxy_log):
@@ -294,7 +312,9 @@ def open_many(count, payload, source):
 class Attacks(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.pod = Pod("attacks")
+        # As in prod, the reads need a token; the attacks go for GET /, which does not.
+        cls.token = secrets.token_hex(32)
+        cls.pod = Pod("attacks", token=cls.token)
         time.sleep(0.5)
         cls.idle_threads = cls.pod.server_threads()
         cls.idle_rss = cls.pod.rss()
@@ -348,6 +368,48 @@ class Attacks(unittest.TestCase):
         response = exchange(b"GET / HTTP/1.1\r\nHost: pod\r\nConnection: close\r\n\r\n", host="::1")
         self.assertEqual(status_of(response), 200)
         self.assertEqual(self.pod.addresses()[before:], ["127.0.0.2", "127.0.0.2", "::1"])
+
+    def test_authorization_reaches_the_server_and_is_never_logged(self):
+        # CONTRACT.md section 11: the proxy passes Authorization through untouched, the
+        # server's 401 and its challenge come back, and neither process logs a credential.
+        def read(path, *headers):
+            request = b"GET " + path + b" HTTP/1.1\r\nHost: pod\r\nConnection: close\r\n"
+            return exchange(request + b"".join(h + b"\r\n" for h in headers) + b"\r\n")
+
+        token = self.token.encode()
+        wrong = b"not-" + token
+        basic = base64.b64encode(b"reader:" + token)
+        wrong_basic = base64.b64encode(b"reader:" + wrong)
+        for path in (b"/visits", b"/stats?scope=cluster", b"/dashboard"):
+            with self.subTest(path=path):
+                refused = read(path)
+                self.assertEqual(status_of(refused), 401, refused[:300])
+                self.assertNotIn(NGINX_PAGE, refused, "the 401 must be the server's")
+                self.assertIn(b'\r\nWWW-Authenticate: Basic realm="visit-server", charset="UTF-8"\r\n', refused)
+                self.assertRegex(refused, rb"(?i)\r\ncache-control: no-store\r\n")
+                for ok in (b"Authorization: Bearer " + token, b"authorization: basic " + basic):
+                    self.assertEqual(status_of(read(path, ok)), 200, ok[:22])
+                for bad in (
+                    b"Authorization: Bearer " + wrong,
+                    b"Authorization: Basic " + wrong_basic,
+                    b"Authorization: Bearer " + token[:-1],
+                ):
+                    self.assertEqual(status_of(read(path, bad)), 401, bad[:22])
+                # Two are refused by nginx itself (Authorization is a single header to it),
+                # which logs the duplicate line only at `info`, below its `warn`.
+                two = b"Authorization: Bearer " + token
+                twice = read(path, two, two)
+                self.assertEqual(status_of(twice), 400, twice[:300])
+                self.assertIn(NGINX_PAGE, twice)
+        time.sleep(0.3)
+        server_log, proxy_log = self.pod.raw_logs()
+        # The proxy logged the refusals (its access log keeps every 4xx)...
+        self.assertIn(b'"GET /visits HTTP/1.1" 401', proxy_log)
+        # ...and the server too, without the credential; neither holds one anywhere.
+        self.assertIn(b'"event":"unauthorized"', server_log)
+        for secret in (token, wrong, basic, wrong_basic, token[:32], token[32:]):
+            self.assertNotIn(secret, server_log)
+            self.assertNotIn(secret, proxy_log)
 
     def test_http2_request_lines_and_h2c_prefaces_never_reach_the_server(self):
         shapes = {

@@ -30,6 +30,7 @@ use visit_journal::{Journal, Visit};
 use crate::config::Config;
 use crate::log::{self, Value};
 use crate::metrics::{AppendError, Gauges, Metrics};
+use crate::token::ReadTokens;
 
 /// How often [`App::heal`] may touch the disk: a probe takes the journal's lock and writes
 /// 4 KiB, so a storm of readiness probes must not turn into a storm of writes.
@@ -93,6 +94,10 @@ pub struct App {
     bound: OnceLock<SocketAddr>,
     /// The HTTP client for peers; it keeps their idle connections for reuse.
     pub peer_agent: ureq::Agent,
+    /// The tokens `/visits`, `/stats` and `/dashboard` require, loaded by `main` from
+    /// `--read-token-file` ([`App::with_read_tokens`]). `None` with no file configured: reads
+    /// are open. (A file configured but not loaded refuses every read: see `routes`.)
+    pub read_tokens: Option<ReadTokens>,
 }
 
 /// Why `/readyz` says no.
@@ -138,7 +143,14 @@ impl App {
             unwritable: AtomicBool::new(false),
             last_heal: Mutex::new(None),
             streams: Arc::new(AtomicUsize::new(0)),
+            read_tokens: None,
         }
+    }
+
+    /// Requires `tokens` for reading (see [`crate::token`]).
+    pub fn with_read_tokens(mut self, tokens: ReadTokens) -> App {
+        self.read_tokens = Some(tokens);
+        self
     }
 
     /// Records a visit from `ip`, durably. Returns the visit once `append` returned `Ok`.

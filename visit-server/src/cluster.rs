@@ -35,7 +35,8 @@
 //!
 //! with `missing` entries `{"address": ..., "error": ..., "detail": ...}`, where `error` is
 //! one of `timeout`, `refused`, `dns`, `too_large`, `status`, `bad_response`,
-//! `too_many_peers`, `other`.
+//! `too_many_peers`, `unauthorized` (the peer answered 401: it does not take this replica's
+//! first read token), `other`.
 //!
 //! # Memory
 //!
@@ -125,10 +126,13 @@ fn gather<T: Send, L>(
         deadline,
     );
     let share = FANOUT_BUDGET / plan.targets.len().max(1) as u64;
+    // The peers require the same token (CONTRACT §11): send them the first.
+    let authorization = app.read_tokens.as_ref().map(|t| t.bearer());
     let (answers, local) = peers::ask_all(
         &app.peer_agent,
         &plan.targets,
         path_and_query,
+        authorization.as_deref(),
         deadline,
         share.min(max_bytes),
         local,

@@ -5,9 +5,11 @@
 //!              [--name NAME] [--peers HOST:PORT,...] [--peer-dns NAME:PORT]
 //!              [--peer-timeout DURATION] [--public-port PORT] [--anonymize]
 //!              [--rotate-size SIZE] [--retain-size SIZE] [--retain-days N]
+//!              [--read-token-file PATH]
 //! env: VISIT_LISTEN, VISIT_FILE, VISIT_TRUSTED_PROXIES, VISIT_UTC_OFFSET, VISIT_NAME,
 //!      VISIT_PEERS, VISIT_PEER_DNS, VISIT_PEER_TIMEOUT, VISIT_PUBLIC_PORT,
-//!      VISIT_ANONYMIZE, VISIT_ROTATE_SIZE, VISIT_RETAIN_SIZE, VISIT_RETAIN_DAYS  (flags win)
+//!      VISIT_ANONYMIZE, VISIT_ROTATE_SIZE, VISIT_RETAIN_SIZE, VISIT_RETAIN_DAYS,
+//!      VISIT_READ_TOKEN_FILE  (flags win)
 //! ```
 //!
 //! The parser is hand-written and table-driven ([`OPTIONS`]): each option names its flag, its
@@ -31,6 +33,9 @@
 //! `--rotate-size`, `--retain-size` and `--retain-days` keep the journal within its volume
 //! (CONTRACT §6): rotation into sealed segments and retention of the oldest, whose visits stay
 //! counted in the summary.
+//! `--read-token-file` protects the reads (CONTRACT §11): only the path is parsed here; the
+//! file itself is read and checked at start by [`crate::token::ReadTokens::load`], whose
+//! error exits 1 with one line, not 2 with the usage (the flag was right, the file is not).
 //!
 //! Rules:
 //! - `--flag VALUE` and `--flag=VALUE` both work.
@@ -93,6 +98,9 @@ pub struct Config {
     /// Retire a sealed segment once its newest visit is this many days old. 0 (the default):
     /// keep all.
     pub retain_days: u64,
+    /// The file of read tokens that `/visits`, `/stats` and `/dashboard` require (see
+    /// [`crate::token`]). `None` (the default): reads are open.
+    pub read_token_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -111,6 +119,7 @@ impl Default for Config {
             rotate_size: 0,
             retain_size: 0,
             retain_days: 0,
+            read_token_file: None,
         }
     }
 }
@@ -344,6 +353,23 @@ pub const OPTIONS: &[Opt] = &[
             Ok(())
         },
     },
+    Opt {
+        flag: "--read-token-file",
+        env: "VISIT_READ_TOKEN_FILE",
+        value: "PATH",
+        help: "require a token of this file (one or two, one per line) to read /visits, /stats \
+               and /dashboard: Authorization: Bearer TOKEN, or Basic with the token as the \
+               password; re-read when it changes",
+        default: "none: reads are open",
+        list: false,
+        apply: |c, v| {
+            if v.is_empty() {
+                return Err("the read token file path is empty".into());
+            }
+            c.read_token_file = Some(PathBuf::from(v));
+            Ok(())
+        },
+    },
 ];
 
 /// What a switch's flag stands for: on.
@@ -520,7 +546,8 @@ pub fn usage() -> String {
     out.push_str(
         "\nEndpoints: GET / records a visit; GET /visits[?limit=N][&format=json|csv]\
          [&scope=local|cluster]; GET /stats[?scope=local|cluster][&format=csv]; GET /dashboard; \
-         GET /openapi.json; /healthz, /livez, /readyz, /metrics.\n",
+         GET /openapi.json; /healthz, /livez, /readyz, /metrics. With --read-token-file, \
+         /visits, /stats and /dashboard need a token; the rest stays open.\n",
     );
     out
 }
@@ -842,6 +869,41 @@ mod tests {
             let err = run(args, &[]).unwrap_err().0;
             assert!(err.contains(want), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn read_token_file_is_a_path() {
+        assert_eq!(config(&[], &[]).read_token_file, None);
+        let env = [(
+            "VISIT_READ_TOKEN_FILE",
+            "/var/run/secrets/visit-server/token",
+        )];
+        assert_eq!(
+            config(&[], &env).read_token_file,
+            Some(PathBuf::from("/var/run/secrets/visit-server/token"))
+        );
+        assert_eq!(
+            config(&["--read-token-file", "t"], &env).read_token_file,
+            Some(PathBuf::from("t"))
+        );
+        // Empty in the environment is unset: reads stay open.
+        assert_eq!(
+            config(&[], &[("VISIT_READ_TOKEN_FILE", "")]).read_token_file,
+            None
+        );
+        let err = |args: &[&str]| run(args, &[]).unwrap_err().0;
+        assert_eq!(
+            err(&["--read-token-file="]),
+            "--read-token-file: the read token file path is empty"
+        );
+        assert_eq!(
+            err(&["--read-token-file", "a", "--read-token-file", "b"]),
+            "--read-token-file given twice"
+        );
+        assert_eq!(
+            err(&["--read-token-file"]),
+            "--read-token-file needs a value (PATH)"
+        );
     }
 
     #[test]

@@ -118,6 +118,18 @@ pub struct Reply {
     pub close: bool,
     /// The address a visit was recorded with, for the request log.
     pub recorded: Option<IpAddr>,
+    /// Why a read was refused for want of a token (a `401`), for the `unauthorized` log line.
+    pub denied: Option<Denied>,
+}
+
+/// A read refused for want of a valid token: what the `unauthorized` log line says besides
+/// the path and the peer. Never the credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Denied {
+    /// Why, in a few words (`no credentials`, `wrong token`, ...).
+    pub reason: &'static str,
+    /// The client: the TCP peer, or the address a trusted proxy forwarded.
+    pub client: IpAddr,
 }
 
 /// A response body.
@@ -146,6 +158,7 @@ impl Reply {
             body,
             close: false,
             recorded: None,
+            denied: None,
         }
     }
 

@@ -32,6 +32,8 @@
 //!    material and oversized headers, and the one response writer with the default headers.
 //! 6. [`config`]: flags > environment > defaults; `--help`, `--version`.
 //!    [`metrics`]: which metrics exist, counted in atomics, rendered for `/metrics`.
+//!    [`token`]: the read tokens of `--read-token-file`: the file's rules, the credentials a
+//!    request presents, the constant-time comparison, following the file as it changes.
 //! 7. [`peers`]: the cluster view's client: peer addresses, name lookups, recognising this
 //!    replica, asking every peer within one deadline (ureq).
 //!    [`client_addr`]: the TCP peer, or the rightmost untrusted `X-Forwarded-For` entry when
@@ -62,6 +64,9 @@
 //! - No replica writes to another's journal: the cluster view only reads.
 //! - Counting is the library's ([`visit_journal::Journal::counts`]): this crate keeps no
 //!   counts of its own, so it cannot keep a stale one.
+//! - With `--read-token-file`, `/visits`, `/stats` and `/dashboard` check the request's token
+//!   before anything else (no journal is opened, no slot taken, no peer asked for a refused
+//!   request), and no token or credential is ever logged or answered.
 
 pub mod app;
 pub mod client_addr;
@@ -82,6 +87,7 @@ pub mod shutdown;
 pub mod stats;
 pub mod stream;
 pub mod tiny_http_quirks;
+pub mod token;
 
 #[cfg(test)]
 mod layout {
@@ -95,7 +101,7 @@ mod layout {
         &["cluster", "dashboard"],
         &["stats", "stream"],
         &["app", "http"],
-        &["config", "metrics"],
+        &["config", "metrics", "token"],
         &["peers", "client_addr", "query", "log", "shutdown"],
         &["json", "exposition", "csv"],
     ];

@@ -13,6 +13,7 @@ use visit_server::config::{self, Command};
 use visit_server::log::{self, Value};
 use visit_server::server::{self, Limits, Outcome};
 use visit_server::shutdown::Signals;
+use visit_server::token::{self, ReadTokens};
 
 fn main() -> ExitCode {
     let config = match config::parse(std::env::args_os().skip(1), |k| std::env::var_os(k)) {
@@ -49,29 +50,79 @@ fn main() -> ExitCode {
         .public_port
         .map(|p| p.to_string())
         .unwrap_or_default();
-    log::info(
-        "starting",
-        &[
-            ("version", env!("CARGO_PKG_VERSION").into()),
-            ("listen", Value::Display(&config.listen)),
-            ("file", Value::Display(&config.file.display())),
-            ("trusted_proxies", Value::Display(&config.trusted_proxies)),
-            ("utc_offset", Value::Str(&offset)),
-            ("peers", Value::Str(&peers)),
-            ("peer_dns", Value::Str(&peer_dns)),
-            ("public_port", Value::Str(&public_port)),
-            (
-                "peer_timeout_ms",
-                (config.peer_timeout.as_millis() as u64).into(),
-            ),
-            ("rotate_size", config.rotate_size.into()),
-            ("retain_size", config.retain_size.into()),
-            ("retain_days", config.retain_days.into()),
-            ("anonymize", config.anonymize.into()),
-            ("open_files_limit", Value::Str(&open_files)),
-            ("pid", u64::from(std::process::id()).into()),
-        ],
-    );
+    // Reads are open without a token file: fine on loopback (the lab, a laptop), a warning
+    // anywhere else, where anyone who reaches the port reads every visitor's address.
+    let reads_open = config.read_token_file.is_none();
+    let level = if reads_open && !config.listen.ip().to_canonical().is_loopback() {
+        log::Level::Warn
+    } else {
+        log::Level::Info
+    };
+    let read_token_file = config
+        .read_token_file
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let file = config.file.display();
+    let mut fields = vec![
+        ("version", env!("CARGO_PKG_VERSION").into()),
+        ("listen", Value::Display(&config.listen)),
+        ("file", Value::Display(&file)),
+        ("trusted_proxies", Value::Display(&config.trusted_proxies)),
+        ("utc_offset", Value::Str(&offset)),
+        ("peers", Value::Str(&peers)),
+        ("peer_dns", Value::Str(&peer_dns)),
+        ("public_port", Value::Str(&public_port)),
+        (
+            "peer_timeout_ms",
+            (config.peer_timeout.as_millis() as u64).into(),
+        ),
+        ("rotate_size", config.rotate_size.into()),
+        ("retain_size", config.retain_size.into()),
+        ("retain_days", config.retain_days.into()),
+        ("anonymize", config.anonymize.into()),
+        ("open_files_limit", Value::Str(&open_files)),
+        ("reads", if reads_open { "open" } else { "token" }.into()),
+        ("read_token_file", Value::Str(&read_token_file)),
+        ("pid", u64::from(std::process::id()).into()),
+    ];
+    if level == log::Level::Warn {
+        fields.push((
+            "hint",
+            "anyone who reaches this address reads every visitor's address: \
+             set --read-token-file (VISIT_READ_TOKEN_FILE)"
+                .into(),
+        ));
+    }
+    log::emit(level, "starting", &fields);
+
+    // The token file is checked before the journal is touched: a bad one exits with one line
+    // naming the path and what is wrong (never a token), and creates nothing.
+    let read_tokens = match &config.read_token_file {
+        None => None,
+        Some(path) => match ReadTokens::load(path) {
+            Ok(tokens) => {
+                log::info(
+                    "read_tokens_loaded",
+                    &[
+                        ("path", Value::Display(&path.display())),
+                        ("tokens", (tokens.current().len() as u64).into()),
+                    ],
+                );
+                Some(tokens)
+            }
+            Err(e) => {
+                log::error(
+                    "read_token_file_invalid",
+                    &[
+                        ("path", Value::Display(&path.display())),
+                        ("cause", Value::Display(&e.problem)),
+                    ],
+                );
+                return fail(&e.to_string());
+            }
+        },
+    };
 
     let journal = match Options::new()
         .lock_timeout(app::LOCK_TIMEOUT)
@@ -101,7 +152,11 @@ fn main() -> ExitCode {
             ("retired_segments", journal.stats().retired_segments.into()),
         ],
     );
-    let app = Arc::new(App::new(config, journal));
+    let mut app = App::new(config, journal);
+    if let Some(tokens) = read_tokens {
+        app = app.with_read_tokens(tokens);
+    }
+    let app = Arc::new(app);
     // Retention ran at open; if it failed, the journal retries it, and the log says why.
     app.log_lifecycle_error();
     log::info("replica", &[("name", Value::Str(&app.name))]);
@@ -120,6 +175,7 @@ fn main() -> ExitCode {
     }
 
     count_segments_in_background(&app);
+    watch_read_tokens_in_background(&app);
 
     let listener = match server::bind(app.config.listen, &limits) {
         Ok(l) => l,
@@ -208,6 +264,39 @@ fn raise_open_files_limit() -> String {
     #[cfg(not(target_os = "linux"))]
     {
         "unchanged".to_string()
+    }
+}
+
+/// Looks at the read token file once every [`token::CHECK_INTERVAL`] on a thread of its own,
+/// besides the look a protected request takes when the last one is that old: so a Secret the
+/// kubelet updated is read (and `read_tokens_reloaded` or `read_token_file_invalid` logged)
+/// within a second even when nobody reads, and an operator rotating a token sees each pod
+/// take it. The thread only sleeps and calls `stat`; it lives as long as the process.
+fn watch_read_tokens_in_background(app: &Arc<App>) {
+    if app.read_tokens.is_none() {
+        return;
+    }
+    let app = Arc::clone(app);
+    let spawned = std::thread::Builder::new()
+        .name("read-tokens".into())
+        .spawn(move || {
+            let Some(tokens) = &app.read_tokens else {
+                return;
+            };
+            loop {
+                std::thread::sleep(token::CHECK_INTERVAL);
+                tokens.refresh();
+            }
+        });
+    if let Err(e) = spawned {
+        // Not fatal: protected requests still look at the file themselves.
+        log::warn(
+            "read_tokens_watch_failed",
+            &[(
+                "cause",
+                Value::Display(&format_args!("cannot start a thread: {e}")),
+            )],
+        );
     }
 }
 

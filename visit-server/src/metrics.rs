@@ -15,7 +15,7 @@
 //! | `visit_server_ready`, `visit_server_journal_poisoned`, `visit_server_journal_unwritable` | gauge | readiness and why not |
 //! | `visit_server_visits_streams_active` | gauge | `/visits` responses being streamed |
 //! | `visit_server_fanouts_total{endpoint,result}` | counter | cluster views (`endpoint` `visits`, `stats` or `dashboard`), `complete` or `partial` |
-//! | `visit_server_peer_answers_total{result}` | counter | peers asked by cluster views: `ok`, or why missing (`timeout`, `refused`, `dns`, `too_large`, `status`, `bad_response`, `too_many_peers`, `other`) |
+//! | `visit_server_peer_answers_total{result}` | counter | peers asked by cluster views: `ok`, or why missing (`timeout`, `refused`, `dns`, `too_large`, `status`, `bad_response`, `too_many_peers`, `unauthorized`, `other`) |
 //! | `visit_server_fanout_duration_seconds` | histogram | time to gather a cluster view's peers |
 //! | `visit_server_fanouts_active` | gauge | cluster views in progress |
 //! | `visit_server_disk_available_bytes` | gauge | free space for the journal's file system |
@@ -42,6 +42,7 @@ label! {
     pub enum Status {
         Ok = "200",
         BadRequest = "400",
+        Unauthorized = "401",
         NotFound = "404",
         MethodNotAllowed = "405",
         RequestTimeout = "408",

@@ -183,6 +183,7 @@ label! {
         Status = "status",
         BadResponse = "bad_response",
         TooManyPeers = "too_many_peers",
+        Unauthorized = "unauthorized",
         Other = "other",
     }
 }
@@ -204,6 +205,9 @@ pub enum PeerError {
     BadResponse(String),
     /// More peers than [`MAX_PEERS`]: this one was not asked.
     TooManyPeers,
+    /// The peer answered 401: it does not take this replica's read token (during a rotation,
+    /// one of the two has not seen the new token file yet).
+    Unauthorized,
     /// Anything else (a reset connection, no thread to ask it).
     Other(String),
 }
@@ -219,6 +223,7 @@ impl PeerError {
             PeerError::Status(_) => ErrorKind::Status,
             PeerError::BadResponse(_) => ErrorKind::BadResponse,
             PeerError::TooManyPeers => ErrorKind::TooManyPeers,
+            PeerError::Unauthorized => ErrorKind::Unauthorized,
             PeerError::Other(_) => ErrorKind::Other,
         }
     }
@@ -235,6 +240,11 @@ impl PeerError {
             PeerError::Status(s) => format!("answered {s}"),
             PeerError::BadResponse(why) | PeerError::Other(why) => why.clone(),
             PeerError::TooManyPeers => format!("more than {MAX_PEERS} peers; not asked"),
+            PeerError::Unauthorized => {
+                "answered 401: it does not accept this replica's read token (are their token \
+                 files the same?)"
+                    .into()
+            }
         }
     }
 
@@ -476,11 +486,14 @@ pub struct Answer {
 /// Asks every target for `path_and_query` at once, each on its own thread, and waits for
 /// all of them, which `deadline` bounds. Answers come back in the order of `targets`.
 ///
+/// `authorization`, if any, is sent as the `Authorization` header (`Bearer <token>`: this
+/// replica's first read token); a peer that answers 401 is [`PeerError::Unauthorized`].
 /// `while_waiting` runs on the calling thread meanwhile (the local part of the answer).
 pub fn ask_all<L>(
     agent: &ureq::Agent,
     targets: &[Target],
     path_and_query: &str,
+    authorization: Option<&str>,
     deadline: Instant,
     max_bytes: u64,
     while_waiting: impl FnOnce() -> L,
@@ -492,7 +505,14 @@ pub fn ask_all<L>(
                 thread::Builder::new()
                     .name("peer-ask".into())
                     .spawn_scoped(scope, move || {
-                        ask(agent, t.addr, path_and_query, deadline, max_bytes)
+                        ask(
+                            agent,
+                            t.addr,
+                            path_and_query,
+                            authorization,
+                            deadline,
+                            max_bytes,
+                        )
                     })
             })
             .collect();
@@ -515,6 +535,7 @@ fn ask(
     agent: &ureq::Agent,
     addr: SocketAddr,
     path_and_query: &str,
+    authorization: Option<&str>,
     deadline: Instant,
     max_bytes: u64,
 ) -> Result<Answer, PeerError> {
@@ -522,14 +543,20 @@ fn ask(
     if remaining.is_zero() {
         return Err(PeerError::Timeout);
     }
-    let mut response = agent
-        .get(format!("http://{addr}{path_and_query}"))
+    let mut request = agent.get(format!("http://{addr}{path_and_query}"));
+    if let Some(value) = authorization {
+        request = request.header("Authorization", value);
+    }
+    let mut response = request
         .config()
         .timeout_global(Some(remaining))
         .build()
         .call()
         .map_err(PeerError::of)?;
     let status = response.status().as_u16();
+    if status == 401 {
+        return Err(PeerError::Unauthorized);
+    }
     if status != 200 {
         return Err(PeerError::Status(status));
     }

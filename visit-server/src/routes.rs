@@ -12,6 +12,12 @@
 //! | `/openapi.json` | the OpenAPI 3.1 description of all of this | same | 405 |
 //! | anything else (`/favicon.ico`, `/../`, `/visits/`) | 404 | 404 | 404 |
 //!
+//! With `--read-token-file`, `/visits`, `/stats` and `/dashboard` (GET and HEAD) first need
+//! one of the file's tokens ([`crate::token`]): without it, `401` with
+//! `WWW-Authenticate: Basic realm="visit-server", charset="UTF-8"`, before anything else is
+//! done (no query parsed, no slot taken, no journal opened, no peer asked). Everything else
+//! stays open: it shows no address.
+//!
 //! Paths match exactly, undecoded: `/%76isits` and `/visits/../` are 404, so no path trick
 //! reaches a handler. The query is read only by `/visits` and `/stats`; elsewhere it is
 //! ignored, so `/?utm=x` is a visit. Both name this replica in an `X-Visit-Replica` header.
@@ -31,12 +37,12 @@ use visit_journal::History;
 
 use crate::app::{App, NotReady, log_journal_error};
 use crate::client_addr::{self, client_ip};
-use crate::http::{JSON, Reply, RequestInfo, TEXT, screen};
+use crate::http::{Denied, JSON, Reply, RequestInfo, TEXT, screen};
 use crate::metrics::Endpoint;
 use crate::peers::REPLICA_HEADER;
 use crate::query::{Format, Scope, StatsFormat, StatsQuery, VisitsQuery};
 use crate::stream::{Concat, JsonVisits, Slotted};
-use crate::{cluster, csv, dashboard, stats};
+use crate::{cluster, csv, dashboard, stats, token};
 
 /// Handles one request: [`screen`], then [`route`].
 pub fn handle(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
@@ -67,8 +73,8 @@ pub fn route(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
             },
             _ => not_allowed(),
         },
-        ("/visits", true) => visits(app, rq),
-        ("/stats", true) => stats(app, rq),
+        ("/visits", true) => authorize(app, rq).unwrap_or_else(|| visits(app, rq)),
+        ("/stats", true) => authorize(app, rq).unwrap_or_else(|| stats(app, rq)),
         ("/healthz" | "/livez", true) => match app.liveness() {
             Ok(()) => Reply::text(200, "ok\n"),
             Err(why) => Reply::text(503, format!("{why}\n")),
@@ -82,7 +88,7 @@ pub fn route(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
         }
         ("/metrics", true) => Reply::text(200, app.metrics.render(&app.gauges()))
             .with_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
-        ("/dashboard", true) => dashboard_page(app),
+        ("/dashboard", true) => authorize(app, rq).unwrap_or_else(|| dashboard_page(app)),
         ("/openapi.json", true) => Reply::json(200, OPENAPI.to_string()),
         (
             "/visits" | "/stats" | "/dashboard" | "/openapi.json" | "/healthz" | "/livez"
@@ -97,13 +103,45 @@ fn not_allowed() -> Reply {
     Reply::text(405, "method not allowed\n").with_header("Allow", "GET, HEAD")
 }
 
-/// `GET /`: records the visit, then greets.
-fn visit(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
-    let ip = client_ip(
+/// The body of a `401`.
+pub const UNAUTHORIZED: &str = "this needs a read token: send \"Authorization: Bearer <token>\", \
+                                or Basic credentials with any user name and the token as the \
+                                password\n";
+
+/// Checks a read's token, if reads need one: `None` lets the request through, else the
+/// `401` (see the module docs), which says why in its `denied`, for the log.
+fn authorize(app: &App, rq: &RequestInfo<'_>) -> Option<Reply> {
+    let reason = match (&app.read_tokens, &app.config.read_token_file) {
+        (Some(tokens), _) => tokens
+            .admit(rq.header_values("Authorization"))
+            .err()?
+            .as_str(),
+        (None, None) => return None,
+        // A token file configured but not loaded (a caller that skipped `with_read_tokens`):
+        // closed, never open.
+        (None, Some(_)) => "read tokens not loaded",
+    };
+    let mut reply =
+        Reply::text(401, UNAUTHORIZED).with_header("WWW-Authenticate", token::CHALLENGE);
+    reply.denied = Some(Denied {
+        reason,
+        client: client(app, rq),
+    });
+    Some(reply)
+}
+
+/// The client's address: the TCP peer, or what a trusted proxy forwarded.
+fn client(app: &App, rq: &RequestInfo<'_>) -> std::net::IpAddr {
+    client_ip(
         rq.peer.map_or(client_addr::UNSPECIFIED, |p| p.ip()),
         rq.header_values("X-Forwarded-For"),
         &app.config.trusted_proxies,
-    );
+    )
+}
+
+/// `GET /`: records the visit, then greets.
+fn visit(app: &Arc<App>, rq: &RequestInfo<'_>) -> Reply {
+    let ip = client(app, rq);
     if rq.peer.is_none() {
         // tiny_http has a peer for every TCP connection; never record a made-up address.
         return Reply::text(500, "no peer address\n");
@@ -602,6 +640,162 @@ mod tests {
         assert_eq!(r.status, 200);
         // Without peers, the cluster is this replica alone.
         assert_eq!(body(r), "# replica r0 127.0.0.1:8080\n");
+    }
+
+    const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    /// A fixture whose reads need [`TOKEN`].
+    fn guarded() -> Fixture {
+        guarded_with(|_| {})
+    }
+
+    fn guarded_with(config: impl FnOnce(&mut Config)) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+        let mut c = Config {
+            file: dir.path().join("data/visits.txt"),
+            read_token_file: Some(token_file.clone()),
+            ..Config::default()
+        };
+        config(&mut c);
+        let journal = Journal::open(&c.file).unwrap();
+        let tokens = crate::token::ReadTokens::load(&token_file).unwrap();
+        Fixture {
+            app: Arc::new(App::new(c, journal).with_read_tokens(tokens)),
+            _dir: dir,
+        }
+    }
+
+    fn assert_unauthorized(r: &Reply, reason: &str) {
+        assert_eq!(r.status, 401);
+        assert_eq!(
+            r.header("WWW-Authenticate"),
+            Some("Basic realm=\"visit-server\", charset=\"UTF-8\"")
+        );
+        assert_eq!(r.header("Content-Type"), Some(TEXT));
+        assert_eq!(r.denied.map(|d| d.reason), Some(reason));
+        assert!(!r.close);
+    }
+
+    #[test]
+    fn reads_need_a_token_and_everything_else_stays_open() {
+        let f = guarded();
+        let bearer = [header("Authorization", &format!("Bearer {TOKEN}"))];
+        for method in [&Method::Get, &Method::Head] {
+            for url in [
+                "/visits",
+                "/visits?limit=1&format=json",
+                "/visits?format=csv",
+                "/visits?scope=cluster",
+                "/stats",
+                "/stats?format=csv",
+                "/stats?scope=cluster",
+                "/dashboard",
+            ] {
+                let r = handle(&f.app, &request(method, url, &[]));
+                assert_unauthorized(&r, "no credentials");
+                assert_eq!(r.denied.unwrap().client.to_string(), "203.0.113.7");
+                assert_eq!(body(r), UNAUTHORIZED);
+                let r = handle(&f.app, &request(method, url, &bearer));
+                assert_eq!(r.status, 200, "{method} {url}");
+                assert_eq!(r.denied, None);
+            }
+        }
+        // A bad query is 400 only for whom may read: the token is checked first.
+        assert_unauthorized(
+            &handle(&f.app, &request(&Method::Get, "/visits?limit=x", &[])),
+            "no credentials",
+        );
+        assert_eq!(
+            handle(&f.app, &request(&Method::Get, "/visits?limit=x", &bearer)).status,
+            400
+        );
+        for (method, url, status) in [
+            (&Method::Get, "/", 200),
+            (&Method::Head, "/", 200),
+            (&Method::Get, "/healthz", 200),
+            (&Method::Get, "/livez", 200),
+            (&Method::Get, "/readyz", 200),
+            (&Method::Get, "/metrics", 200),
+            (&Method::Get, "/openapi.json", 200),
+            (&Method::Get, "/favicon.ico", 404),
+            (&Method::Post, "/visits", 405),
+        ] {
+            let r = handle(&f.app, &request(method, url, &[]));
+            assert_eq!(r.status, status, "{method} {url}");
+        }
+        let metrics = body(handle(&f.app, &request(&Method::Get, "/metrics", &[])));
+        assert!(!metrics.contains(TOKEN));
+        assert_eq!(lines(&f).len(), 1, "only GET / recorded");
+    }
+
+    #[test]
+    fn a_refused_read_does_no_work() {
+        // A peer that is not there: a cluster view, or the dashboard, would ask it.
+        let f = guarded_with(|c| c.peers.push("127.0.0.1:9".parse().unwrap()));
+        let bearer = [header("Authorization", &format!("Bearer {TOKEN}"))];
+        let wrong = [header("Authorization", &format!("Bearer {TOKEN}0"))];
+        // Every stream slot taken: a read with the token waits its turn (503), a refused one
+        // is refused without taking one.
+        let held: Vec<Reply> = (0..crate::app::MAX_STREAMS)
+            .map(|_| handle(&f.app, &request(&Method::Get, "/visits", &bearer)))
+            .collect();
+        assert!(held.iter().all(|r| r.status == 200));
+        for url in ["/visits", "/stats", "/dashboard"] {
+            assert_eq!(
+                handle(&f.app, &request(&Method::Get, url, &bearer)).status,
+                503
+            );
+            assert_unauthorized(
+                &handle(&f.app, &request(&Method::Get, url, &wrong)),
+                "wrong token",
+            );
+        }
+        drop(held);
+        // No peer was asked for the refused cluster views and dashboards.
+        for url in [
+            "/stats?scope=cluster",
+            "/visits?scope=cluster",
+            "/dashboard",
+        ] {
+            assert_unauthorized(
+                &handle(&f.app, &request(&Method::Get, url, &wrong)),
+                "wrong token",
+            );
+        }
+        let metrics = body(handle(&f.app, &request(&Method::Get, "/metrics", &[])));
+        let asked: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("visit_server_peer_answers_total") && !l.ends_with(" 0"))
+            .collect();
+        assert!(asked.is_empty(), "{asked:?}");
+        // No journal to read: a read with the token fails to open it (503), a refused one never
+        // tries.
+        std::fs::remove_dir_all(f.app.journal.path().parent().unwrap()).unwrap();
+        for url in ["/visits", "/stats", "/dashboard"] {
+            assert_eq!(
+                handle(&f.app, &request(&Method::Get, url, &bearer)).status,
+                503,
+                "{url}"
+            );
+            assert_unauthorized(
+                &handle(&f.app, &request(&Method::Get, url, &[])),
+                "no credentials",
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_file_configured_but_not_loaded_refuses_every_read() {
+        let f = fixture(|c| c.read_token_file = Some("/nonexistent/token".into()));
+        let bearer = [header("Authorization", &format!("Bearer {TOKEN}"))];
+        for url in ["/visits", "/stats", "/dashboard"] {
+            assert_unauthorized(
+                &handle(&f.app, &request(&Method::Get, url, &bearer)),
+                "read tokens not loaded",
+            );
+        }
     }
 
     #[test]

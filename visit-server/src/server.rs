@@ -322,7 +322,8 @@ fn serve(app: &Arc<App>, rq: Request, verdict: Verdict, closing: bool) {
     if closing && matches!(reply.body, Body::Text(_)) {
         reply.close = true;
     }
-    let (status, close, recorded) = (reply.status, reply.close, reply.recorded);
+    let (status, close, recorded, denied) =
+        (reply.status, reply.close, reply.recorded, reply.denied);
     let method = rq.method().as_str().to_string();
     let path = log::clip(rq.url(), 512).to_string();
     // With --anonymize, no full address reaches the log either: the peer is reduced like
@@ -362,5 +363,19 @@ fn serve(app: &Arc<App>, rq: Request, verdict: Verdict, closing: bool) {
     if let Some(e) = &error {
         fields.push(("write_error", Value::Str(e)));
     }
-    log::info("request", &fields);
+    match denied {
+        // A refused read is its own event, a warning with who tried and why, never what they
+        // sent (CONTRACT §11); still one line for one request.
+        Some(denied) => {
+            let client = if app.config.anonymize {
+                visit_journal::anonymize(denied.client)
+            } else {
+                denied.client
+            };
+            fields.push(("client", Value::Display(&client)));
+            fields.push(("reason", Value::Str(denied.reason)));
+            log::warn("unauthorized", &fields);
+        }
+        None => log::info("request", &fields),
+    }
 }

@@ -88,7 +88,7 @@ fn replicas(v: &Value) -> Vec<(String, String, BTreeSet<String>)> {
 }
 
 /// `(address, error)` of each missing peer.
-fn missing(v: &Value) -> Vec<(String, String)> {
+pub fn missing(v: &Value) -> Vec<(String, String)> {
     v["missing"]
         .as_array()
         .unwrap()

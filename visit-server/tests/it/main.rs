@@ -26,6 +26,7 @@ mod foreign;
 mod hostile;
 mod lifetime;
 mod load;
+mod read_token;
 mod replicas;
 mod serve;
 mod shutdown;

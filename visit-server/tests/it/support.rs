@@ -70,6 +70,7 @@ impl Server {
             "VISIT_RETAIN_DAYS",
             "VISIT_PUBLIC_PORT",
             "VISIT_ANONYMIZE",
+            "VISIT_READ_TOKEN_FILE",
         ] {
             cmd.env_remove(var);
         }
@@ -260,6 +261,47 @@ pub fn get(addr: SocketAddr, path: &str) -> Response {
         format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
     )
     .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// `GET path` on a fresh connection, `Connection: close`, with extra header lines (each
+/// `Name: value`, sent as given).
+pub fn get_with(addr: SocketAddr, path: &str, headers: &[&str]) -> Response {
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    exchange(
+        connect(addr),
+        format!("GET {path} HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// A fresh random token of 64 hexadecimal digits (as `openssl rand -hex 32` makes), so
+/// that a test can look for it in everything a server printed.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .unwrap();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Standard base64 with padding (RFC 4648), for Basic credentials.
+pub fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ABC[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// Sends raw bytes on `stream` and reads one response.

@@ -1,9 +1,13 @@
-"""The dashboard in a real browser: three replicas on loopback, one of them stopped.
+"""The dashboard in a real browser: three replicas on loopback, one of them stopped, their
+reads protected by a read token as in prod (--read-token-file).
 
 Loads /dashboard of one replica in headless Chromium (Debian's, driven by Playwright) with
-JavaScript off, and checks what a person would see against /stats?scope=cluster: every
-bar's day, replica and count, the totals, the top addresses, the stopped replica named,
-and that the page loaded nothing but itself. Screenshots go to target/dashboard/.
+JavaScript off: without credentials Chromium gets the 401; with HTTP credentials (any user
+name, the token as the password: what a person types into the browser's prompt) it checks
+what a person would see against /stats?scope=cluster: every bar's day, replica and count,
+the totals, the top addresses, the stopped replica named, and that the page loaded nothing
+but itself; then follows the page's JSON and CSV links, which load too. Screenshots go to
+target/dashboard/.
 
     python dashboard.py [--update-docs]   # --update-docs also copies docs/dashboard.png
 
@@ -11,12 +15,14 @@ Run by .ci/steps/60-dashboard-browser, which installs Chromium and Playwright.
 """
 
 import argparse
+import secrets
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 
 from replicas import ROOT, Replicas, get, history
@@ -73,13 +79,47 @@ def expected_bars(stats):
     }
 
 
+def follow_links(page, url):
+    """Clicks each link of the dashboard's footer, as a person would, from the page: the JSON
+    and the CSV exports load (200) with the browser's credentials; a CSV may come as a
+    download, which is read."""
+    base = url.rsplit("/", 1)[0]
+    links = [a.get_attribute("href") for a in page.locator("footer a[href]").all()]
+    check(
+        any("format=csv" in h for h in links) and any(h.startswith("/stats") and "csv" not in h for h in links),
+        f"the footer links JSON and CSV exports: {links}",
+    )
+    for href in links:
+        page.goto(url, wait_until="load")
+        target = base + href
+        with page.expect_response(lambda resp: resp.url == target and resp.status != 401) as answer:
+            if "format=csv" in href:
+                with page.expect_download() as download:
+                    page.click(f'footer a[href="{href}"]')
+                text = Path(download.value.path()).read_text()
+            else:
+                page.click(f'footer a[href="{href}"]')
+                page.wait_for_load_state("load")
+                text = page.locator("body").inner_text()
+        resp = answer.value
+        kind = resp.headers.get("content-type", "")
+        check(resp.status == 200, f"{href} loads in Chromium: {resp.status} {kind}")
+        first = text.splitlines()[0] if text else ""
+        if "format=csv" in href:
+            check(kind.startswith("text/csv") and first.endswith(("count", "ip")), f"  a CSV: {first!r}")
+        elif href.startswith("/stats") or href.endswith(".json"):
+            check(kind.startswith("application/json"), f"  JSON: {first[:60]!r}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--update-docs", action="store_true", help="copy the screenshot to docs/")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
 
-    with Replicas(3, ["--trusted-proxy", "127.0.0.1"], seed=seed()) as r:
+    token = secrets.token_hex(32)
+    credentials = {"username": "reader", "password": token}
+    with Replicas(3, ["--trusted-proxy", "127.0.0.1"], seed=seed(), token=token) as r:
         record_visits(r)
         stopped = 2
         r.stop(stopped)
@@ -91,7 +131,13 @@ def main():
         )
 
         status, headers, body = get(url)
-        check(status == 200, f"GET /dashboard is 200 ({status})")
+        check(status == 401, f"GET /dashboard without the token is 401 ({status})")
+        check(
+            headers["WWW-Authenticate"] == 'Basic realm="visit-server", charset="UTF-8"',
+            f"its WWW-Authenticate asks for Basic credentials ({headers['WWW-Authenticate']})",
+        )
+        status, headers, body = get(url, r.auth)
+        check(status == 200, f"GET /dashboard with the token is 200 ({status})")
         check(
             headers["Content-Type"] == "text/html; charset=utf-8",
             f"Content-Type is text/html; charset=utf-8 ({headers['Content-Type']})",
@@ -99,13 +145,38 @@ def main():
         check(headers["Content-Security-Policy"] == CSP, f"CSP is {CSP!r}")
 
         with tempfile.TemporaryDirectory(prefix="chromium-") as profile, sync_playwright() as p:
-            ctx = p.chromium.launch_persistent_context(
-                profile,
-                executable_path=CHROMIUM,
-                args=CHROMIUM_ARGS,
-                headless=True,
+            # A browser without the token gets the 401 and nothing of the page: with no
+            # credentials to offer, Chromium (as Playwright drives it) gives up on the
+            # challenge; with a wrong password it shows the 401's text.
+            def chromium(**options):
+                return p.chromium.launch_persistent_context(
+                    profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, **options
+                )
+
+            for wrong in (None, {"username": "reader", "password": "not-" + token}):
+                ctx = chromium(
+                    java_script_enabled=False, **({"http_credentials": wrong} if wrong else {})
+                )
+                page = ctx.new_page()
+                answers = []
+                page.on("response", lambda resp: answers.append(resp.status))
+                what = "a wrong password" if wrong else "no credentials"
+                try:
+                    page.goto(url, wait_until="load")
+                except PlaywrightError as e:
+                    check(wrong is None, f"Chromium with {what} gives up: {str(e).splitlines()[0]}")
+                check(answers and set(answers) == {401}, f"Chromium with {what} gets {answers}")
+                check(
+                    page.locator("svg rect[data-day]").count() == 0,
+                    f"and sees no chart ({page.locator('body').inner_text()[:40]!r})",
+                )
+                ctx.close()
+
+            # With HTTP credentials (the browser's prompt, answered).
+            ctx = chromium(
                 java_script_enabled=False,
                 viewport={"width": 960, "height": 900},
+                http_credentials=credentials,
             )
             requests, violations = [], []
             page = ctx.new_page()
@@ -166,18 +237,18 @@ def main():
             check(r.addresses[stopped] in notice.text_content(), "the notice shows its address")
 
             check(page.locator("script").count() == 0, "the page has no script")
-            check(requests == [url], f"the page loaded nothing but itself: {requests}")
+            # (With Basic credentials Chromium may ask twice: once bare, once answering the
+            # challenge.)
+            check(set(requests) == {url}, f"the page loaded nothing but itself: {requests}")
             check(violations == [], f"no CSP violation reported: {violations}")
+            follow_links(page, url)
             ctx.close()
 
             # At phone width (JavaScript on, only to measure the layout).
-            ctx = p.chromium.launch_persistent_context(
-                profile,
-                executable_path=CHROMIUM,
-                args=CHROMIUM_ARGS,
-                headless=True,
+            ctx = chromium(
                 viewport={"width": 390, "height": 844},
                 device_scale_factor=2,
+                http_credentials=credentials,
             )
             page = ctx.new_page()
             page.goto(url, wait_until="load")
@@ -191,6 +262,8 @@ def main():
             after["total"]["visits"] == before["total"]["visits"],
             "loading the dashboard recorded no visit",
         )
+        r.assert_token_never_printed()
+        check(True, "no replica printed the token")
     print(f"screenshots: {OUT}/dashboard.png, {OUT}/dashboard-phone.png")
     if args.update_docs:
         docs = ROOT / "docs/dashboard.png"

@@ -72,10 +72,20 @@ def get(url, headers=None, timeout=10):
 
 
 class Replicas:
-    """`n` replicas named visit-server-0.., each with its own journal and all as peers."""
+    """`n` replicas named visit-server-0.., each with its own journal and all as peers.
 
-    def __init__(self, n=3, extra_args=(), seed=None):
+    With `token`, every replica reads that one token from a file (--read-token-file), as the
+    prod overlay's pods read their Secret; `auth` is then the header that reads need, and
+    `stats` sends it."""
+
+    def __init__(self, n=3, extra_args=(), seed=None, token=None):
         self.dir = tempfile.TemporaryDirectory(prefix="visit-web-")
+        self.token = token
+        self.auth = {"Authorization": f"Bearer {token}"} if token else {}
+        if token:
+            token_file = Path(self.dir.name) / "read-token"
+            token_file.write_text(f"{token}\n")
+            extra_args = ["--read-token-file", str(token_file), *extra_args]
         self.ports = free_ports(n)
         self.names = [f"visit-server-{i}" for i in range(n)]
         self.addresses = [f"127.0.0.1:{p}" for p in self.ports]
@@ -145,8 +155,14 @@ class Replicas:
     def __exit__(self, *exc):
         self.close()
 
+    def assert_token_never_printed(self):
+        """No replica printed its token in any log line (CONTRACT.md section 11)."""
+        for i in range(len(self.names)):
+            if self.token and self.token in self.log(i):
+                raise SystemExit(f"{self.names[i]} printed its read token")
+
     def stats(self, i, scope="cluster"):
-        status, _, body = get(self.url(i, f"/stats?scope={scope}"))
+        status, _, body = get(self.url(i, f"/stats?scope={scope}"), self.auth)
         if status != 200:
             raise SystemExit(f"/stats?scope={scope} answered {status}: {body!r}")
         return json.loads(body)
