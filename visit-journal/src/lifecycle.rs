@@ -724,7 +724,7 @@ mod tests {
         let summary = segment::summary_path(&f.path);
         fs::write(&summary, "# folded through 4\n2026-11-20 x\n").unwrap();
         let err = f.life.retain(Fixture::now()).unwrap_err();
-        let text = app_text(&err);
+        let text = format!("{err}: {}", err.io_error().unwrap());
         assert!(text.contains("visits.txt.summary"), "{text}");
         assert!(text.contains("line 2 at byte 19"), "{text}");
         assert!(text.contains("retention pauses"), "{text}");
@@ -746,20 +746,14 @@ mod tests {
         fs::write(&summary, "# folded thro").unwrap();
         f.append(22, 1);
         let err = f.rotate().unwrap_err();
-        assert!(app_text(&err).contains("rotation pauses"), "{err}");
+        assert!(
+            err.io_error()
+                .unwrap()
+                .to_string()
+                .contains("rotation pauses"),
+            "{err}"
+        );
         assert!(f.path.exists(), "the live file stays");
-    }
-
-    /// An error with its causes, as a log line shows it.
-    fn app_text(e: &Error) -> String {
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            text.push_str(": ");
-            text.push_str(&s.to_string());
-            source = s.source();
-        }
-        text
     }
 
     /// Fails `step` (after `skip` earlier ones of its kind) in a rotation, then checks that

@@ -754,19 +754,26 @@ mod tests {
     /// writer's records. No fsync failed, so the file is provably safe, and the reopen must
     /// settle it instead of refusing for ever (as it did: every `reopen` failed with
     /// `Op::Settle`, and the replica stayed unready).
-    #[test]
-    fn a_failed_rollback_whose_bytes_another_writer_cut_settles() {
-        let f = Fixture::new();
+    /// Visit 1, then visit 2 whose write is cut short by a full disk and whose rollback (and
+    /// the settling right after it) fails: part of it stays in the file as a torn tail, and
+    /// the handle is poisoned. The disk has room again afterwards.
+    fn fail_a_write_and_its_rollback(f: &Fixture) {
         f.journal.append(&visit(1)).unwrap();
         {
             let mut faults = f.faults();
             faults.space_left = Some((10, ENOSPC));
-            // The rollback, and the settling right after it, both fail.
             faults.fail_truncates = 2;
         }
         let err = f.journal.append(&visit(2)).unwrap_err();
         assert_eq!(err.op(), Some(Op::RollBack), "{err}");
+        assert!(f.journal.is_poisoned());
         f.faults().space_left = None;
+    }
+
+    #[test]
+    fn a_failed_rollback_whose_bytes_another_writer_cut_settles() {
+        let f = Fixture::new();
+        fail_a_write_and_its_rollback(&f);
         // Another writer (another process, say) cuts the torn tail and appends.
         let other = Journal::open(&f.path).unwrap();
         other.append_batch(&[visit(7), visit(8)]).unwrap();
@@ -784,14 +791,7 @@ mod tests {
     #[test]
     fn a_settle_whose_own_fsync_fails_stays_poisoned() {
         let f = Fixture::new();
-        f.journal.append(&visit(1)).unwrap();
-        {
-            let mut faults = f.faults();
-            faults.space_left = Some((10, ENOSPC));
-            faults.fail_truncates = 2;
-        }
-        assert!(f.journal.append(&visit(2)).unwrap_err().is_poisoned());
-        f.faults().space_left = None;
+        fail_a_write_and_its_rollback(&f);
         Journal::open(&f.path).unwrap().append(&visit(7)).unwrap();
         f.faults().fail_syncs = 1;
         let err = f.journal.reopen().unwrap_err();

@@ -39,6 +39,25 @@ fn append_days(journal: &Journal, day: u32, range: std::ops::Range<u32>) -> Vec<
     visits
 }
 
+/// Without fsync, rotating every 4 KiB, and (if `segments` > 0) keeping that many segments'
+/// worth of sealed bytes.
+fn fast(segments: u64) -> Options {
+    Options::new()
+        .sync(false)
+        .rotate_size(ROTATE)
+        .retain_size(segments * ROTATE)
+}
+
+/// Changes one byte of the summary's first day line, so that it no longer parses; returns
+/// the sound text, to put back.
+fn damage_summary(path: &Path) -> String {
+    let good = summary_of(path);
+    let damaged = good.replacen("2026-11-20 ", "2026-11-2x ", 1);
+    assert_ne!(good, damaged);
+    fs::write(path.with_file_name("visits.txt.summary"), damaged).unwrap();
+    good
+}
+
 fn summary_of(path: &Path) -> String {
     fs::read_to_string(path.with_file_name("visits.txt.summary")).unwrap()
 }
@@ -58,17 +77,12 @@ fn with_a_summary(t: &TempJournal, options: &Options) -> Vec<Visit> {
 #[test]
 fn a_damaged_summary_never_stops_rotation_or_recording() {
     let t = TempJournal::new();
-    let options = Options::new()
-        .sync(false)
-        .rotate_size(ROTATE)
-        .retain_size(2 * ROTATE);
+    let options = fast(2);
     with_a_summary(&t, &options);
     // One byte changed in a day line: the summary no longer parses.
+    damage_summary(&t.path);
     let summary = t.path.with_file_name("visits.txt.summary");
-    let text = summary_of(&t.path);
-    let damaged = text.replacen("2026-11-20 ", "2026-11-2x ", 1);
-    assert_ne!(text, damaged);
-    fs::write(&summary, &damaged).unwrap();
+    let damaged = summary_of(&t.path);
 
     let journal = options.open(&t.path).unwrap();
     let before = segments(&t.path).len();
@@ -98,10 +112,7 @@ fn a_damaged_summary_never_stops_rotation_or_recording() {
 #[test]
 fn a_summary_whose_first_line_does_not_parse_pauses_rotation_not_recording() {
     let t = TempJournal::new();
-    let options = Options::new()
-        .sync(false)
-        .rotate_size(ROTATE)
-        .retain_size(2 * ROTATE);
+    let options = fast(2);
     with_a_summary(&t, &options);
     let summary = t.path.with_file_name("visits.txt.summary");
     fs::write(&summary, "# folded through x\n2026-11-20 5\n").unwrap();
@@ -137,12 +148,7 @@ fn a_directory_with_a_segments_name_is_set_aside_and_retention_goes_on() {
     let t = TempJournal::new();
     fs::create_dir(t.dir.path().join("visits.txt.000001")).unwrap();
     fs::write(t.dir.path().join("visits.txt.000001/inside"), "x").unwrap();
-    let journal = Options::new()
-        .sync(false)
-        .rotate_size(ROTATE)
-        .retain_size(2 * ROTATE)
-        .open(&t.path)
-        .unwrap();
+    let journal = fast(2).open(&t.path).unwrap();
     let visits = append_days(&journal, 20, 0..2000);
     let names = names(t.dir.path());
     assert!(
@@ -169,20 +175,13 @@ fn a_directory_with_a_segments_name_is_set_aside_and_retention_goes_on() {
 fn a_fifo_with_a_segments_name_never_blocks_a_writer_or_a_reader() {
     let t = TempJournal::new();
     let fifo = t.dir.path().join("visits.txt.000001");
-    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
-    assert!(made.success());
+    mkfifo(&fifo);
     let path = t.path.clone();
     let visits = within(
         Duration::from_secs(20),
         "appending beside a FIFO",
         move || {
-            let journal = Options::new()
-                .sync(false)
-                .rotate_size(ROTATE)
-                .retain_size(2 * ROTATE)
-                .retain_days(30)
-                .open(&path)
-                .unwrap();
+            let journal = fast(2).retain_days(30).open(&path).unwrap();
             append_days(&journal, 20, 0..1000)
         },
     );
@@ -199,20 +198,10 @@ fn a_fifo_with_a_segments_name_never_blocks_a_writer_or_a_reader() {
 #[test]
 fn a_fifo_with_a_segments_name_is_skipped_by_readers_without_retention() {
     let t = TempJournal::new();
-    let journal = Options::new()
-        .sync(false)
-        .rotate_size(ROTATE)
-        .open(&t.path)
-        .unwrap();
+    let journal = fast(0).open(&t.path).unwrap();
     let visits = append_days(&journal, 20, 0..300);
     let fifo = t.dir.path().join("visits.txt.000900");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     let path = t.path.clone();
     let read = within(
         Duration::from_secs(20),
@@ -235,11 +224,7 @@ fn counts_belong_to_a_files_identity_not_its_number() {
     let t = TempJournal::new();
     // The age limit makes retention count each segment (to know its newest visit) and keep
     // it (its visits are recent); the size limit then retires by size.
-    let options = Options::new()
-        .sync(false)
-        .rotate_size(ROTATE)
-        .retain_size(3 * ROTATE)
-        .retain_days(36_500);
+    let options = fast(3).retain_days(36_500);
     let journal = options.open(&t.path).unwrap();
     append_days(&journal, 20, 0..250);
     // An operator deletes the history under the running writer.
@@ -255,11 +240,7 @@ fn counts_belong_to_a_files_identity_not_its_number() {
 #[test]
 fn the_fresh_live_file_takes_the_mode_and_owner_of_the_one_it_replaces() {
     let t = TempJournal::new();
-    let journal = Options::new()
-        .sync(false)
-        .rotate_size(ROTATE)
-        .open(&t.path)
-        .unwrap();
+    let journal = fast(0).open(&t.path).unwrap();
     journal.append(&visit(0)).unwrap();
     fs::set_permissions(&t.path, fs::Permissions::from_mode(0o640)).unwrap();
     let root = is_root();
@@ -302,11 +283,7 @@ fn a_journal_path_that_is_a_symlink_keeps_its_history_beside_the_target() {
     let link = link_dir.join("visits.txt");
     std::os::unix::fs::symlink(&target, &link).unwrap();
 
-    let journal = Options::new()
-        .sync(false)
-        .rotate_size(ROTATE)
-        .open(&link)
-        .unwrap();
+    let journal = fast(0).open(&link).unwrap();
     let visits = append_days(&journal, 20, 0..300);
     // The link still points at the live file; the segments are beside it.
     assert!(fs::symlink_metadata(&link).unwrap().is_symlink());
@@ -319,21 +296,16 @@ fn a_journal_path_that_is_a_symlink_keeps_its_history_beside_the_target() {
 #[test]
 fn a_readiness_probe_retries_a_pending_retention() {
     let t = TempJournal::new();
-    let options = Options::new()
-        .sync(false)
-        .rotate_size(ROTATE)
-        .retain_size(2 * ROTATE);
+    let options = fast(2);
     with_a_summary(&t, &options);
-    let summary = t.path.with_file_name("visits.txt.summary");
-    let good = summary_of(&t.path);
-    fs::write(&summary, good.replacen("2026-11-20 ", "2026-11-2x ", 1)).unwrap();
+    let good = damage_summary(&t.path);
     let journal = options.open(&t.path).unwrap();
     append_days(&journal, 21, 0..1000);
     let piled_up = segments(&t.path).len();
     assert!(piled_up > 3, "{:?}", names(t.dir.path()));
     // The operator repairs the summary; no visit comes (the replica is unready, say), only
     // probes. Retention must run again by itself.
-    fs::write(&summary, &good).unwrap();
+    fs::write(t.path.with_file_name("visits.txt.summary"), &good).unwrap();
     std::thread::sleep(Duration::from_millis(1100));
     journal.check_writable().unwrap();
     assert!(segments(&t.path).len() <= 3, "{:?}", names(t.dir.path()));
@@ -383,10 +355,7 @@ fn unreadable_child() {
 }
 
 fn unreadable_segment(path: &Path) {
-    let options = Options::new()
-        .sync(false)
-        .rotate_size(ROTATE)
-        .retain_size(3 * ROTATE);
+    let options = fast(3);
     let journal = options.open(path).unwrap();
     let first = append_days(&journal, 20, 0..150);
     let seg = path.with_file_name("visits.txt.000001");

@@ -131,6 +131,15 @@ pub fn tag(v: &Visit) -> (u16, u16, u32) {
     }
 }
 
+/// Makes a FIFO at `path` (with mkfifo(1): std has no call for it and the crate no `unsafe`).
+pub fn mkfifo(path: &Path) {
+    let made = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
 /// Starts `python3 -c script`, stdin closed: the foreign writer of a test.
 pub fn spawn_python(script: &str) -> Child {
     Command::new("python3")
