@@ -124,12 +124,19 @@ fn text_parts(text: &str) -> (Vec<String>, Vec<(String, Vec<String>)>) {
 }
 
 fn fanout_logs(server: &Server) -> Vec<Value> {
-    server
-        .logs()
-        .iter()
+    fanouts_in(&server.logs())
+}
+
+fn fanouts_in(logs: &[String]) -> Vec<Value> {
+    logs.iter()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|v| v["event"] == "fanout")
         .collect()
+}
+
+/// The server's fanout lines once there are at least `n` of them.
+fn await_fanouts(server: &Server, n: usize) -> Vec<Value> {
+    fanouts_in(&server.await_logs("fanout line", |l| fanouts_in(l).len() >= n))
 }
 
 fn metric(server: &Server, series: &str) -> f64 {
@@ -215,12 +222,8 @@ fn any_replica_shows_every_visit_tagged_with_its_replica() {
     // No recursion: a replica asked by a peer answers locally and never fans out in turn.
     let before: Vec<usize> = c.servers.iter().map(|s| fanout_logs(s).len()).collect();
     assert_eq!(c.servers[0].get("/visits?scope=cluster").status, 200);
-    // The log lines reach the test through a thread reading each child's stdout, maybe
-    // after the answer: wait (bounded) for replica 0's, then check no peer logged one.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while fanout_logs(&c.servers[0]).len() == before[0] && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    await_fanouts(&c.servers[0], before[0] + 1);
+    // A peer that fanned out would have logged it before it answered.
     std::thread::sleep(std::time::Duration::from_millis(200));
     let after: Vec<usize> = c.servers.iter().map(|s| fanout_logs(s).len()).collect();
     assert_eq!(after, [before[0] + 1, before[1], before[2]]);
@@ -447,7 +450,7 @@ fn a_replica_reached_twice_appears_once() {
     );
     assert!(missing(&v).is_empty());
     // The peer was asked twice (two addresses), never this replica itself.
-    assert_eq!(fanout_logs(&servers[0])[0]["peers_asked"], 2);
+    assert_eq!(await_fanouts(&servers[0], 1)[0]["peers_asked"], 2);
     let asked_self = servers[0]
         .logs()
         .iter()
@@ -568,11 +571,7 @@ fn behind_a_forwarder(public_port: bool) -> Proxied {
     let stats = names(&json(&server.get("/stats?scope=cluster")));
     // Log lines arrive through a pipe: wait for both fan-outs' summaries, which each follow
     // any duplicate that fan-out dropped.
-    let deadline = Instant::now() + SLACK;
-    while fanout_logs(&server).len() < 2 {
-        assert!(Instant::now() < deadline, "{:#?}", server.logs());
-        thread::sleep(Duration::from_millis(10));
-    }
+    await_fanouts(&server, 2);
     Proxied {
         public: proxy.addr.to_string(),
         other: other.to_string(),

@@ -108,14 +108,16 @@ fn n_visits_are_n_lines_and_visits_serves_them() {
         value("visit_journal_batch_records_count")
     );
 
-    // Every request is logged as one JSON object with the contract's fields.
-    let logs = server.logs();
-    let requests: Vec<serde_json::Value> = logs
-        .iter()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["event"] == "request")
-        .collect();
-    assert!(requests.len() >= THREADS * EACH);
+    // Every request is logged as one JSON object with the contract's fields (after its
+    // answer: the last lines may come a little later).
+    let requests_in = |logs: &[String]| -> Vec<serde_json::Value> {
+        logs.iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["event"] == "request")
+            .collect()
+    };
+    let logs = server.await_logs("request lines", |l| requests_in(l).len() >= THREADS * EACH);
+    let requests = requests_in(&logs);
     let visit = requests.iter().find(|v| v["path"] == "/").unwrap();
     assert_eq!(visit["method"], "GET");
     assert_eq!(visit["status"], 200);

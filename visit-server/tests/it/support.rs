@@ -141,6 +141,21 @@ impl Server {
         self.logs.lock().unwrap().clone()
     }
 
+    /// Everything the server printed so far, once `ready` says it holds what the test waits
+    /// for (at most [`IO_TIMEOUT`]): a line logged just before or after an answer reaches the
+    /// test through the thread draining the child's output, maybe after the answer does.
+    pub fn await_logs(&self, what: &str, ready: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        loop {
+            let logs = self.logs();
+            if ready(&logs) {
+                return logs;
+            }
+            assert!(Instant::now() < deadline, "no {what} in the log: {logs:#?}");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends a signal by name (`TERM`, `INT`) with the shell's `kill`.
     pub fn signal(&self, sig: &str) {
         let status = Command::new("sh")
