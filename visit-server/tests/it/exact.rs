@@ -277,3 +277,40 @@ fn thousands_of_segments_answer_whole_under_a_low_descriptor_limit() {
     assert_eq!(visits.text().lines().count(), 300);
     assert_eq!(json(&server, "/stats")["total"]["visits"], 300);
 }
+
+#[test]
+fn the_cluster_view_names_every_replicas_damaged_files() {
+    let dirs = [Scratch::new(), Scratch::new()];
+    // Replica 1's volume holds a directory with a segment's name.
+    let odd = dirs[1].file().with_file_name("visits.txt.000001");
+    fs::create_dir_all(&odd).unwrap();
+    let servers = crate::support::start_replicas(&dirs, &[], &["--rotate-size", "4096"]);
+    for s in &servers {
+        visit(s, 3);
+    }
+    for s in &servers {
+        let stats = json(s, "/stats?scope=cluster");
+        assert_eq!(stats["total"]["visits"], 6, "{stats}");
+        let damaged = stats["damaged"].as_array().unwrap();
+        assert_eq!(damaged.len(), 1, "{stats}");
+        assert_eq!(damaged[0]["replica"], "visit-server-1");
+        assert_eq!(damaged[0]["file"], "visits.txt.000001");
+        assert!(
+            damaged[0]["error"].as_str().unwrap().contains("directory"),
+            "{stats}"
+        );
+        let page = s.get("/dashboard").text();
+        assert!(
+            page.contains("data-damaged=\"visits.txt.000001\" data-replica=\"visit-server-1\""),
+            "{page}"
+        );
+    }
+    // The local view of the replica without damage has none.
+    assert_eq!(
+        json(&servers[0], "/stats")["damaged"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+}
