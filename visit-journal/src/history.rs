@@ -543,38 +543,6 @@ impl Read for HistoryText {
     }
 }
 
-/// The damaged and set-aside files of the journal at `path`; see [`Journal::damaged_files`](crate::Journal::damaged_files).
-pub(crate) fn damaged_files(path: &Path) -> Result<Vec<Damaged>> {
-    let dir = &RealDir;
-    let path = &dir::resolve_live(path)?;
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().unwrap_or_default();
-    let mut damaged = Vec::new();
-    for entry in dir
-        .list(parent)
-        .map_err(|e| Error::io(Op::ListDirectory, parent, e))?
-    {
-        let at = parent.join(&entry);
-        if segment::segment_number(name, &entry).is_some() {
-            match dir::open_regular(&at) {
-                Err(e) if dir::is_unusable(&e) => damaged.push(Damaged::new(&at, e.to_string())),
-                _ => {}
-            }
-        } else if segment::is_set_aside(name, &entry) {
-            damaged.push(Damaged::new(&at, SET_ASIDE));
-        }
-    }
-    let summary_path = segment::summary_path(path);
-    if let SummaryState::Damaged { reason, .. } = load_summary(dir, &summary_path)? {
-        damaged.push(Damaged::new(&summary_path, reason));
-    }
-    damaged.sort_by(|a, b| a.path().cmp(b.path()));
-    Ok(damaged)
-}
-
 /// Why a `<name>.damaged` file is listed.
 const SET_ASIDE: &str = "set aside by retention: it had a segment's name but could not be read";
 

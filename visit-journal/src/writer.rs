@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use crate::commit::Group;
 use crate::counts::{Counts, Damaged};
 use crate::error::{Error, Result};
-use crate::history::{self, History};
+use crate::history::History;
 use crate::locked::{BATCH_RECORDS_BOUNDS, Counters, Io};
 use crate::options::Options;
 use crate::reader::Reader;
@@ -417,16 +417,15 @@ impl Journal {
     }
 
     /// The files of the journal's history that are damaged or were set aside (see
-    /// [`Damaged`]), sorted by path, as they are now: cheaper than opening a [`History`] (each
-    /// file with a segment's name is checked, not read; the summary is read and checked), for
-    /// a metric, say.
+    /// [`Damaged`]), sorted by path, as they are now: what [`History::damaged`] lists, without
+    /// reading the history (each file with a segment's name is opened, without blocking, and
+    /// closed; the summary is read and checked), for a metric, say.
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if the directory cannot be listed, or the summary cannot be read for a
-    /// reason of the moment.
+    /// As [`History::open`].
     pub fn damaged_files(&self) -> Result<Vec<Damaged>> {
-        history::damaged_files(&self.path)
+        Ok(self.history()?.damaged().to_vec())
     }
 
     /// A [`Reader`] over the live file's complete lines, as of now. With rotation on, the
