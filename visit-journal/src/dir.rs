@@ -160,8 +160,6 @@ pub(crate) fn is_unusable(e: &io::Error) -> bool {
 pub(crate) trait Dir: fmt::Debug + Send + Sync {
     /// The names in `dir`.
     fn list(&self, dir: &Path) -> io::Result<Vec<OsString>>;
-    /// The size of a file, `None` if there is none at `path`.
-    fn size(&self, path: &Path) -> io::Result<Option<u64>>;
     /// The identity of the file at `path`, `None` if there is none.
     fn id(&self, path: &Path) -> io::Result<Option<FileId>>;
     /// The size of the file at `path` and whether it is a regular file (following symbolic
@@ -204,10 +202,6 @@ impl Dir for RealDir {
         fs::read_dir(dir)?
             .map(|entry| entry.map(|e| e.file_name()))
             .collect()
-    }
-
-    fn size(&self, path: &Path) -> io::Result<Option<u64>> {
-        Ok(found(fs::metadata(path))?.map(|m| m.len()))
     }
 
     fn id(&self, path: &Path) -> io::Result<Option<FileId>> {
@@ -382,9 +376,6 @@ pub(crate) mod faulty {
     impl Dir for FaultyDir {
         fn list(&self, dir: &Path) -> io::Result<Vec<OsString>> {
             RealDir.list(dir)
-        }
-        fn size(&self, path: &Path) -> io::Result<Option<u64>> {
-            RealDir.size(path)
         }
         fn id(&self, path: &Path) -> io::Result<Option<FileId>> {
             RealDir.id(path)

@@ -210,7 +210,7 @@ impl Lifecycle {
     /// summary. (An I/O error counts as no: opening the live file will say what is wrong.)
     pub(crate) fn history_exists(&self) -> bool {
         let summary = segment::summary_path(&self.path);
-        matches!(self.dir.size(&summary), Ok(Some(_)))
+        matches!(self.dir.kind(&summary), Ok(Some(_)))
             || self.scan().is_ok_and(|sealed| !sealed.is_empty())
     }
 
@@ -395,7 +395,8 @@ impl Lifecycle {
         let counted = sealed.partition_point(|s| s.n <= summary.folded_through);
         for s in sealed.drain(..counted) {
             // Counted already (a crash came between the summary and the delete).
-            removed |= self.retire_file(&s)?;
+            let readable = s.regular && self.dir.readable(&s.path);
+            removed |= self.retire_file(&s, readable)?;
         }
         if removed {
             self.sync_dir()?;
@@ -439,7 +440,8 @@ impl Lifecycle {
         self.sync_dir()?;
         // From here on the segments are counted: deleting them only frees their space.
         for (s, unusable) in sealed[..count].iter().zip(unusable) {
-            self.retire_file(s)?;
+            // Whether it could be read was settled when it was counted, just above.
+            self.retire_file(s, !unusable)?;
             if unusable {
                 self.counters.set_aside.fetch_add(1, Relaxed);
             } else {
@@ -451,11 +453,11 @@ impl Lifecycle {
         Ok(count as u64)
     }
 
-    /// Removes a file the summary counts: deletes a segment, or renames a file that is not
-    /// one that can be read out of the numbering, to `<name>.damaged` (never deleting what
-    /// may not be a journal's). Returns whether anything changed.
-    fn retire_file(&self, s: &Sealed) -> Result<bool> {
-        let readable = s.regular && self.dir.readable(&s.path);
+    /// Removes a file the summary counts: deletes a segment (`readable`: a regular file this
+    /// process can read), or renames a file that is not one that can be read out of the
+    /// numbering, to `<name>.damaged` (never deleting what may not be a journal's). Returns
+    /// whether anything changed.
+    fn retire_file(&self, s: &Sealed, readable: bool) -> Result<bool> {
         if readable {
             let key = self.key(&s.path);
             let removed = self
@@ -1284,9 +1286,6 @@ mod journal_tests {
     impl Dir for Overtaken {
         fn list(&self, dir: &Path) -> std::io::Result<Vec<OsString>> {
             crate::dir::RealDir.list(dir)
-        }
-        fn size(&self, path: &Path) -> std::io::Result<Option<u64>> {
-            crate::dir::RealDir.size(path)
         }
         fn id(&self, path: &Path) -> std::io::Result<Option<crate::dir::FileId>> {
             crate::dir::RealDir.id(path)
